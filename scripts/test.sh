@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test Baton has: formatting, lints, then the whole workspace's
+# unit, model, integration and doc tests. The README's second command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked

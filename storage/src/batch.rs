@@ -1,0 +1,347 @@
+//! Kafka RecordBatch v2 framing: header parsing, validation and stamping.
+//!
+//! Pure code over byte slices. The log stores batches exactly as Kafka's wire
+//! and disk format has them, so this module only reads the 61-byte header,
+//! checks the CRC-32C and overwrites the two fields that lie outside the CRC
+//! (`baseOffset` and `partitionLeaderEpoch`).
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  baseOffset            (assigned by the log, outside the CRC)
+//!      8     4  batchLength           (bytes after this field)
+//!     12     4  partitionLeaderEpoch  (assigned by the log, outside the CRC)
+//!     16     1  magic                 (must be 2)
+//!     17     4  crc                   (CRC-32C of bytes 21..end)
+//!     21     2  attributes
+//!     23     4  lastOffsetDelta
+//!     27     8  baseTimestamp
+//!     35     8  maxTimestamp
+//!     43     8  producerId
+//!     51     2  producerEpoch
+//!     55     4  baseSequence
+//!     57     4  recordsCount
+//!     61     -  records (possibly compressed)
+//! ```
+
+use crate::Offset;
+
+/// Size of the fixed RecordBatch v2 header.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before and including `batchLength`: the part not counted by it.
+pub const LOG_OVERHEAD: usize = 12;
+/// Where the CRC-covered part of a batch starts.
+const CRC_START: usize = 21;
+const MAGIC_V2: i8 = 2;
+
+/// Why a byte range is not a valid RecordBatch v2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Fewer bytes than a header, or than `batchLength` announces.
+    #[error("truncated batch: need {needed} bytes, have {available}")]
+    Truncated {
+        /// Bytes the batch needs.
+        needed: usize,
+        /// Bytes present.
+        available: usize,
+    },
+    /// `batchLength` is negative, smaller than a header, or above the limit.
+    #[error("invalid batch length {length} (allowed {min}..={max})")]
+    InvalidLength {
+        /// The announced total length, header included.
+        length: i64,
+        /// Smallest valid total length.
+        min: usize,
+        /// Largest accepted total length.
+        max: usize,
+    },
+    /// Not a v2 batch (v0 and v1 message sets are not stored).
+    #[error("unsupported magic {0} (only 2 is stored)")]
+    UnsupportedMagic(i8),
+    /// The CRC-32C over the batch does not match its header.
+    #[error("crc mismatch: header says {stored:#010x}, bytes give {computed:#010x}")]
+    CrcMismatch {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// `recordsCount` and `lastOffsetDelta` disagree, or are out of range.
+    #[error("records count {records_count} inconsistent with lastOffsetDelta {last_offset_delta}")]
+    InconsistentCount {
+        /// `recordsCount` from the header.
+        records_count: i32,
+        /// `lastOffsetDelta` from the header.
+        last_offset_delta: i32,
+    },
+}
+
+/// The header fields the log needs, read from a batch's first 61 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// `baseOffset`.
+    pub base_offset: Offset,
+    /// Total size of the batch in bytes, `LOG_OVERHEAD + batchLength`.
+    pub size: usize,
+    /// `partitionLeaderEpoch` as stored (-1 or 0 when a client sent none).
+    pub partition_leader_epoch: i32,
+    /// `magic`.
+    pub magic: i8,
+    /// `crc`.
+    pub crc: u32,
+    /// `lastOffsetDelta`.
+    pub last_offset_delta: i32,
+    /// `maxTimestamp`, milliseconds.
+    pub max_timestamp: i64,
+    /// `recordsCount`.
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Offset of the last record in the batch.
+    pub fn last_offset(&self) -> Offset {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// The offset after this batch.
+    pub fn next_offset(&self) -> Offset {
+        self.last_offset() + 1
+    }
+}
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    i32::from_be_bytes(a)
+}
+
+/// Reads the header at the start of `bytes` and checks its framing: enough
+/// bytes for a header, a total length within `HEADER_LEN..=size_max`, magic 2.
+/// The CRC and the records are not looked at; `bytes` may hold less than the
+/// whole batch (a header is enough).
+pub fn parse_header(bytes: &[u8], size_max: usize) -> Result<BatchHeader, BatchError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(BatchError::Truncated {
+            needed: HEADER_LEN,
+            available: bytes.len(),
+        });
+    }
+    let length = i64::from(i32_at(bytes, 8)) + LOG_OVERHEAD as i64;
+    if length < HEADER_LEN as i64 || length > size_max as i64 {
+        return Err(BatchError::InvalidLength {
+            length,
+            min: HEADER_LEN,
+            max: size_max,
+        });
+    }
+    let magic = bytes[16] as i8;
+    if magic != MAGIC_V2 {
+        return Err(BatchError::UnsupportedMagic(magic));
+    }
+    Ok(BatchHeader {
+        base_offset: i64_at(bytes, 0),
+        size: length as usize,
+        partition_leader_epoch: i32_at(bytes, 12),
+        magic,
+        crc: i32_at(bytes, 17) as u32,
+        last_offset_delta: i32_at(bytes, 23),
+        max_timestamp: i64_at(bytes, 35),
+        records_count: i32_at(bytes, 57),
+    })
+}
+
+/// Checks one whole batch, `bytes` being exactly its `size` bytes: the CRC-32C
+/// over everything from `attributes` on.
+pub fn check_crc(header: &BatchHeader, bytes: &[u8]) -> Result<(), BatchError> {
+    assert_eq!(
+        bytes.len(),
+        header.size,
+        "check_crc takes exactly one batch"
+    );
+    let computed = crc32c::crc32c(&bytes[CRC_START..]);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// Full validation of a batch a producer sent: framing, CRC, and a record
+/// count that matches the offset range (producers number records 0..n).
+pub fn validate_produced(header: &BatchHeader, bytes: &[u8]) -> Result<(), BatchError> {
+    if header.records_count < 1 || header.last_offset_delta != header.records_count - 1 {
+        return Err(BatchError::InconsistentCount {
+            records_count: header.records_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    check_crc(header, bytes)
+}
+
+/// Overwrites `baseOffset` and `partitionLeaderEpoch` of the batch at the start
+/// of `bytes`. Both lie outside the CRC, so the checksum stays valid.
+pub fn stamp(bytes: &mut [u8], base_offset: Offset, partition_leader_epoch: i32) {
+    bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    bytes[12..16].copy_from_slice(&partition_leader_epoch.to_be_bytes());
+}
+
+/// Splits a buffer of concatenated batches into `(header, range)` pairs after
+/// checking each one's framing and CRC-32C.
+pub fn split_batches(
+    bytes: &[u8],
+    size_max: usize,
+) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let header = parse_header(&bytes[pos..], size_max)?;
+        let end = pos + header.size;
+        if end > bytes.len() {
+            return Err(BatchError::Truncated {
+                needed: header.size,
+                available: bytes.len() - pos,
+            });
+        }
+        validate_produced(&header, &bytes[pos..end])?;
+        out.push((header, pos..end));
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// Builds a valid uncompressed RecordBatch v2 holding `values` as records
+/// without keys or headers. For tests and benchmarks: producers build their
+/// own batches.
+pub fn build_batch(values: &[&[u8]], timestamp_ms: i64) -> Vec<u8> {
+    assert!(!values.is_empty(), "a batch holds at least one record");
+    let mut records = Vec::new();
+    for (delta, value) in values.iter().enumerate() {
+        let mut body = Vec::new();
+        body.push(0u8); // record attributes
+        put_varint(&mut body, 0); // timestamp delta
+        put_varint(&mut body, delta as i64); // offset delta
+        put_varint(&mut body, -1); // key length: null key
+        put_varint(&mut body, value.len() as i64);
+        body.extend_from_slice(value);
+        put_varint(&mut body, 0); // header count
+        put_varint(&mut records, body.len() as i64);
+        records.extend_from_slice(&body);
+    }
+    let count = values.len() as i32;
+    let mut b = Vec::with_capacity(HEADER_LEN + records.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(MAGIC_V2 as u8);
+    b.extend_from_slice(&[0; 4]); // crc, filled below
+    b.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression
+    b.extend_from_slice(&(count - 1).to_be_bytes());
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64; // zigzag
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 1 << 20;
+
+    #[test]
+    fn built_batch_parses_and_validates() {
+        let b = build_batch(&[b"a", b"bc", b"def"], 1_000);
+        let h = parse_header(&b, MAX).unwrap();
+        assert_eq!(h.size, b.len());
+        assert_eq!(h.records_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.max_timestamp, 1_000);
+        validate_produced(&h, &b).unwrap();
+    }
+
+    #[test]
+    fn stamping_keeps_the_crc_valid() {
+        let mut b = build_batch(&[b"x"], 0);
+        stamp(&mut b, 42, 7);
+        let h = parse_header(&b, MAX).unwrap();
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 7));
+        check_crc(&h, &b).unwrap();
+    }
+
+    /// Each kind of bad input and the error it must give, never a panic.
+    #[test]
+    fn bad_batches_are_errors() {
+        let good = build_batch(&[b"v1", b"v2"], 5);
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        let mut magic1 = good.clone();
+        magic1[16] = 1;
+        let mut negative = good.clone();
+        negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        let mut huge = good.clone();
+        huge[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        let mut count = good.clone();
+        count[57..61].copy_from_slice(&5i32.to_be_bytes());
+        let cases: Vec<(&str, Vec<u8>, fn(&BatchError) -> bool)> = vec![
+            ("header cut", good[..30].to_vec(), |e| {
+                matches!(e, BatchError::Truncated { .. })
+            }),
+            ("body cut", good[..good.len() - 1].to_vec(), |e| {
+                matches!(e, BatchError::Truncated { .. })
+            }),
+            ("bit flip", flipped, |e| {
+                matches!(e, BatchError::CrcMismatch { .. })
+            }),
+            ("magic 1", magic1, |e| {
+                matches!(e, BatchError::UnsupportedMagic(1))
+            }),
+            ("negative length", negative, |e| {
+                matches!(e, BatchError::InvalidLength { .. })
+            }),
+            ("absurd length", huge, |e| {
+                matches!(e, BatchError::InvalidLength { .. })
+            }),
+            ("count mismatch", count, |e| {
+                matches!(e, BatchError::InconsistentCount { .. })
+            }),
+        ];
+        for (name, bytes, expected) in cases {
+            match split_batches(&bytes, MAX) {
+                Err(e) => assert!(expected(&e), "{name}: unexpected error {e:?}"),
+                Ok(v) => panic!("{name}: accepted {} batches", v.len()),
+            }
+        }
+    }
+
+    #[test]
+    fn split_finds_each_batch() {
+        let mut buf = build_batch(&[b"a"], 0);
+        buf.extend(build_batch(&[b"b", b"c"], 0));
+        let parts = split_batches(&buf, MAX).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].0.records_count, 2);
+        assert_eq!(parts[1].1.end, buf.len());
+    }
+}

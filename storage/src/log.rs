@@ -1,0 +1,587 @@
+//! The partition log: an ordered set of segments, the leader-epoch cache,
+//! the high watermark, and the rules for rolling, retention and truncation.
+//!
+//! `Log` is single-threaded (`&mut self`) and never syncs on append: the
+//! flush policy is applied by [`crate::SharedLog`], which shares one
+//! fdatasync among concurrent appends.
+
+use crate::batch::{self, BatchHeader};
+use crate::checkpoint;
+use crate::epoch_cache::LeaderEpochCache;
+use crate::error::{AppendError, Corruption, Failure, ReadError, TruncateError};
+use crate::fs::{write_atomically, FileHandle, FileSystem};
+use crate::segment::Segment;
+use crate::{LeaderEpoch, LogConfig, Offset};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// File name of the leader-epoch cache.
+pub const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+/// File name of the high-watermark checkpoint.
+pub const HW_CHECKPOINT: &str = "high-watermark-checkpoint";
+/// File name of the recovery point: segments that end at or below it were
+/// synced and are not CRC-checked again on open.
+pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-checkpoint";
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: Offset,
+    /// Offset of the last record appended.
+    pub last_offset: Offset,
+    /// Number of batches.
+    pub batch_count: usize,
+    /// Bytes written.
+    pub bytes: usize,
+}
+
+/// Whole batches read from the log, every one CRC-checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Concatenated RecordBatch v2 bytes, as a Fetch response carries them.
+    pub bytes: Vec<u8>,
+    /// Offset after the last batch returned: where the next read starts.
+    pub next_offset: Offset,
+    /// Segment file the bytes came from, and their byte range in it: what a
+    /// zero-copy send of the file range needs.
+    pub file_range: Option<(PathBuf, std::ops::Range<u64>)>,
+}
+
+/// One partition's log. See the crate documentation.
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    /// By base offset; the last one is the active segment. Never empty.
+    pub(crate) segments: BTreeMap<Offset, Segment>,
+    pub(crate) epochs: LeaderEpochCache,
+    pub(crate) high_watermark: Offset,
+    /// Every offset below this is durable.
+    pub(crate) flushed_offset: Offset,
+    /// Bumped by each truncation, so that a sync started before it does not
+    /// mark re-appended bytes as durable.
+    pub(crate) truncations: u64,
+    /// Set after an I/O error: the log refuses work until reopened.
+    pub(crate) offline: Option<String>,
+}
+
+impl Log {
+    /// Offset of the first record held.
+    pub fn log_start_offset(&self) -> Offset {
+        self.first_segment().base_offset
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> Offset {
+        self.active().next_offset
+    }
+
+    /// The high watermark as last set (or recovered from its checkpoint).
+    pub fn high_watermark(&self) -> Offset {
+        self.high_watermark
+    }
+
+    /// Every offset below this is on disk (synced).
+    pub fn flushed_offset(&self) -> Offset {
+        self.flushed_offset
+    }
+
+    /// The newest leader epoch in the epoch cache.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The leader-epoch cache.
+    pub fn epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Bytes in all segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch `<= epoch` and where it ended.
+    /// See [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    fn first_segment(&self) -> &Segment {
+        self.segments
+            .values()
+            .next()
+            .expect("a log always has a segment")
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
+    }
+
+    /// Runs an I/O step; on error the log goes offline.
+    fn io<T>(&mut self, result: std::io::Result<T>) -> Result<T, Failure> {
+        result.map_err(|e| {
+            tracing::error!(dir = %self.dir.display(), error = %e, "log I/O error: going offline");
+            self.offline = Some(e.to_string());
+            Failure::Io(e)
+        })
+    }
+
+    pub(crate) fn check_online(&self) -> Result<(), Failure> {
+        match &self.offline {
+            Some(why) => Err(Failure::Offline(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends one or more concatenated RecordBatch v2 `batches` as leader in
+    /// `leader_epoch`: validates every batch (framing, CRC-32C, record count)
+    /// before writing anything, assigns contiguous offsets from the log end
+    /// and stamps `baseOffset` and `partitionLeaderEpoch`. Not synced: see
+    /// [`flush`](Self::flush) and [`crate::SharedLog`].
+    pub fn append(
+        &mut self,
+        batches: &[u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        self.check_online()?;
+        if batches.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        let size_max = self.config.batch_size_max();
+        let mut parts = batch::split_batches(batches, size_max).map_err(|source| {
+            AppendError::InvalidBatch {
+                position: batch_error_position(batches, size_max),
+                source,
+            }
+        })?;
+        if batches.len() > self.config.segment_bytes as usize {
+            return Err(AppendError::TooLarge {
+                size: batches.len(),
+                max: self.config.segment_bytes as usize,
+            });
+        }
+        if let Some(latest) = self.epochs.latest_epoch() {
+            if leader_epoch < latest {
+                return Err(crate::epoch_cache::EpochRegression {
+                    requested: leader_epoch,
+                    latest,
+                }
+                .into());
+            }
+        }
+        let base_offset = self.log_end_offset();
+        let records: i64 = parts
+            .iter()
+            .map(|(h, _)| i64::from(h.last_offset_delta) + 1)
+            .sum();
+        self.maybe_roll(batches.len(), base_offset + records - 1, now_ms)?;
+        if self.epochs.assign(leader_epoch, base_offset)? {
+            self.write_epoch_checkpoint()?;
+        }
+        let mut stamped = batches.to_vec();
+        let mut next = base_offset;
+        for (header, range) in &mut parts {
+            batch::stamp(&mut stamped[range.clone()], next, leader_epoch);
+            header.base_offset = next;
+            header.partition_leader_epoch = leader_epoch;
+            next = header.next_offset();
+        }
+        let result = self.active_mut().append(&stamped, &parts, now_ms);
+        self.io(result)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            batch_count: parts.len(),
+            bytes: stamped.len(),
+        })
+    }
+
+    /// Rolls before an append of `bytes` ending at `last_offset` when the
+    /// active segment is full, too old, or its relative offsets would not fit
+    /// the index's 4 bytes.
+    fn maybe_roll(
+        &mut self,
+        bytes: usize,
+        last_offset: Offset,
+        now_ms: i64,
+    ) -> Result<(), Failure> {
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let full = active.size + bytes as u64 > u64::from(self.config.segment_bytes);
+        let old = match (self.config.segment_ms, active.roll_anchor_ms) {
+            (Some(ms), Some(anchor)) => now_ms - anchor >= ms.as_millis() as i64,
+            _ => false,
+        };
+        let offsets_overflow = last_offset - active.base_offset > i64::from(i32::MAX);
+        if full || old || offsets_overflow {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (synced) and starts a new one at the log end.
+    /// A no-op when the active segment is empty.
+    pub fn roll(&mut self) -> Result<(), Failure> {
+        self.check_online()?;
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        let base = self.log_end_offset();
+        let synced = self.active().sync();
+        self.io(synced)?;
+        self.flushed_offset = base;
+        let created = Segment::create(
+            self.fs.as_ref(),
+            &self.dir,
+            base,
+            self.config.index_interval_bytes,
+        )
+        .and_then(|s| self.fs.sync_dir(&self.dir).map(|()| s));
+        let segment = self.io(created)?;
+        self.segments.insert(base, segment);
+        self.write_offset_checkpoint(RECOVERY_POINT_CHECKPOINT, base)
+    }
+
+    /// Syncs the active segment: every offset below the returned one is
+    /// durable.
+    pub fn flush(&mut self) -> Result<Offset, Failure> {
+        self.check_online()?;
+        let end = self.log_end_offset();
+        let synced = self.active().sync();
+        self.io(synced)?;
+        self.flushed_offset = end;
+        Ok(end)
+    }
+
+    /// What a group commit syncs outside the log's lock: the active file, the
+    /// log end it will cover, and the truncation count to check afterwards.
+    pub(crate) fn sync_target(&self) -> (Arc<dyn FileHandle>, Offset, u64) {
+        (
+            self.active().log_handle(),
+            self.log_end_offset(),
+            self.truncations,
+        )
+    }
+
+    /// Records a group-commit sync of `end`, unless a truncation happened
+    /// since it was started.
+    pub(crate) fn mark_flushed(
+        &mut self,
+        end: Offset,
+        truncations: u64,
+        result: std::io::Result<()>,
+    ) -> Result<(), Failure> {
+        self.io(result)?;
+        if truncations == self.truncations && end > self.flushed_offset {
+            self.flushed_offset = end.min(self.log_end_offset());
+        }
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one holding `from_offset`, up to
+    /// `max_bytes`, never including a batch that ends at or above
+    /// `max_offset` (the high watermark, for consumers). The first batch is
+    /// returned whole even if larger than `max_bytes`, so a reader always
+    /// makes progress (KIP-74). Reads stay within one segment. Every batch's
+    /// CRC-32C is checked first; a corrupt one is never returned.
+    pub fn read(
+        &self,
+        from_offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+    ) -> Result<ReadResult, ReadError> {
+        self.check_online()?;
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if from_offset < start || from_offset > end {
+            return Err(ReadError::OffsetOutOfRange {
+                offset: from_offset,
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
+        let empty = ReadResult {
+            bytes: Vec::new(),
+            next_offset: from_offset,
+            file_range: None,
+        };
+        // The segment holding `from_offset`: the last one starting at or below it.
+        let Some(segment) = self
+            .segments
+            .range(..=from_offset)
+            .next_back()
+            .map(|(_, s)| s)
+        else {
+            return Ok(empty);
+        };
+        let segment = if from_offset >= segment.next_offset {
+            match self.segments.range(from_offset + 1..).next() {
+                Some((_, next)) => next,
+                None => return Ok(empty),
+            }
+        } else {
+            segment
+        };
+        let size_max = self.config.batch_size_max();
+        let corrupt = |stop: crate::segment::ScanStop| Corruption {
+            path: segment.log_path.clone(),
+            position: stop.position,
+            base_offset: stop.base_offset,
+            reason: stop.reason,
+        };
+        let (position, first) = match segment.find(from_offset, size_max)? {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(empty),
+            Err(stop) => return Err(corrupt(stop).into()),
+        };
+        if first.next_offset() > max_offset {
+            return Ok(empty);
+        }
+        let want = (max_bytes.max(first.size) as u64).min(segment.size - position) as usize;
+        let buf = segment.read_at(position, want)?;
+        let (len, next_offset) =
+            check_batches(&buf, size_max, max_offset).map_err(|(at, base_offset, reason)| {
+                corrupt(crate::segment::ScanStop {
+                    position: position + at as u64,
+                    base_offset,
+                    reason,
+                })
+            })?;
+        let mut bytes = buf;
+        bytes.truncate(len);
+        Ok(ReadResult {
+            bytes,
+            next_offset,
+            file_range: Some((segment.log_path.clone(), position..position + len as u64)),
+        })
+    }
+
+    /// Removes every record at or above `offset`: the log end becomes the base
+    /// offset of the batch holding `offset` (equal to it at a batch boundary).
+    /// The cut is synced before it returns; the epoch cache, high watermark
+    /// and recovery point follow it down. Below the log start is an error.
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<(), TruncateError> {
+        self.check_online()?;
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset() {
+            return Err(TruncateError::BelowLogStart {
+                offset,
+                log_start_offset: self.log_start_offset(),
+            });
+        }
+        self.truncations += 1;
+        // Later segments go first, so a crash part-way leaves a prefix.
+        let doomed: Vec<Offset> = self.segments.range(offset + 1..).map(|(&b, _)| b).collect();
+        for base in doomed.into_iter().rev() {
+            let segment = self.segments.remove(&base).expect("listed above");
+            let removed = segment.delete(self.fs.as_ref());
+            self.io(removed)?;
+        }
+        let synced = self.fs.sync_dir(&self.dir);
+        self.io(synced)?;
+        let found = self.active().find(offset, self.config.batch_size_max());
+        let cut = match self.io(found)? {
+            Ok(found) => found.map(|(position, header)| (position, header.base_offset)),
+            Err(stop) => {
+                let e = std::io::Error::new(std::io::ErrorKind::InvalidData, stop.reason);
+                return Err(self.io::<()>(Err(e)).unwrap_err().into());
+            }
+        };
+        if let Some((position, next)) = cut {
+            let truncated = self.active_mut().truncate_at(position, next);
+            self.io(truncated)?;
+        }
+        let end = self.log_end_offset();
+        self.high_watermark = self.high_watermark.min(end);
+        self.flushed_offset = self.flushed_offset.min(end);
+        if self.epochs.truncate_from_end(end) {
+            self.write_epoch_checkpoint()?;
+        }
+        self.write_offset_checkpoint(RECOVERY_POINT_CHECKPOINT, end)?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Deletes the oldest segments that retention.ms or retention.bytes
+    /// expire, never the active one and never one holding records at or above
+    /// the high watermark. Returns how many were deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, Failure> {
+        self.check_online()?;
+        let mut size = self.size_bytes();
+        let mut doomed = Vec::new();
+        for segment in self.segments.values().take(self.segments.len() - 1) {
+            let by_time = match (self.config.retention_ms, segment.max_timestamp) {
+                (Some(ms), Some(ts)) => now_ms - ts > ms.as_millis() as i64,
+                _ => false,
+            };
+            let by_size = self
+                .config
+                .retention_bytes
+                .is_some_and(|max| size - segment.size >= max);
+            if !(by_time || by_size) || segment.next_offset > self.high_watermark {
+                break;
+            }
+            size -= segment.size;
+            doomed.push(segment.base_offset);
+        }
+        for base in &doomed {
+            let segment = self.segments.remove(base).expect("listed above");
+            let removed = segment.delete(self.fs.as_ref());
+            self.io(removed)?;
+        }
+        if !doomed.is_empty() {
+            let synced = self.fs.sync_dir(&self.dir);
+            self.io(synced)?;
+            if self.epochs.truncate_from_start(self.log_start_offset()) {
+                self.write_epoch_checkpoint()?;
+            }
+        }
+        self.check_invariants();
+        Ok(doomed.len())
+    }
+
+    /// Sets the high watermark; it must lie within the log.
+    pub fn set_high_watermark(&mut self, high_watermark: Offset) {
+        assert!(
+            (self.log_start_offset()..=self.log_end_offset()).contains(&high_watermark),
+            "high watermark {high_watermark} outside [{}, {}]",
+            self.log_start_offset(),
+            self.log_end_offset()
+        );
+        self.high_watermark = high_watermark;
+    }
+
+    /// Writes the high-watermark checkpoint (atomically).
+    pub fn checkpoint_high_watermark(&mut self) -> Result<(), Failure> {
+        self.check_online()?;
+        self.write_offset_checkpoint(HW_CHECKPOINT, self.high_watermark)
+    }
+
+    /// Starts `leader_epoch` at the log end without appending (a new leader
+    /// does this before its first append, so OffsetForLeaderEpoch answers for
+    /// it at once).
+    pub fn assign_leader_epoch(&mut self, leader_epoch: LeaderEpoch) -> Result<(), AppendError> {
+        self.check_online()?;
+        if self.epochs.assign(leader_epoch, self.log_end_offset())? {
+            self.write_epoch_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Syncs everything and writes every checkpoint, so the next open checks
+    /// nothing it need not.
+    pub fn close(mut self) -> Result<(), Failure> {
+        let end = self.flush()?;
+        self.checkpoint_high_watermark()?;
+        self.write_offset_checkpoint(RECOVERY_POINT_CHECKPOINT, end)
+    }
+
+    pub(crate) fn write_epoch_checkpoint(&mut self) -> Result<(), Failure> {
+        let path = self.dir.join(EPOCH_CHECKPOINT);
+        let written = write_atomically(self.fs.as_ref(), &path, &self.epochs.to_checkpoint());
+        self.io(written)
+    }
+
+    pub(crate) fn write_offset_checkpoint(
+        &mut self,
+        name: &str,
+        offset: Offset,
+    ) -> Result<(), Failure> {
+        let path = self.dir.join(name);
+        let written = write_atomically(
+            self.fs.as_ref(),
+            &path,
+            &checkpoint::render(&[vec![offset]]),
+        );
+        self.io(written)
+    }
+
+    /// `log_start_offset <= high_watermark <= log_end_offset`, flushed data
+    /// within the log, segments contiguous.
+    pub(crate) fn check_invariants(&self) {
+        if cfg!(debug_assertions) {
+            let (start, end) = (self.log_start_offset(), self.log_end_offset());
+            assert!(start <= self.high_watermark && self.high_watermark <= end);
+            assert!(self.flushed_offset <= end);
+            let mut expected = start;
+            for s in self.segments.values() {
+                assert_eq!(s.base_offset, expected, "segments must be contiguous");
+                expected = s.next_offset;
+            }
+        }
+    }
+}
+
+/// Where in `bytes` the first invalid batch starts, for error messages.
+fn batch_error_position(bytes: &[u8], size_max: usize) -> usize {
+    let mut position = 0;
+    while let Ok(h) = batch::parse_header(&bytes[position..], size_max) {
+        let end = position + h.size;
+        if end > bytes.len() || batch::validate_produced(&h, &bytes[position..end]).is_err() {
+            break;
+        }
+        position = end;
+    }
+    position
+}
+
+/// Checks the batches at the start of `buf` and returns the length of the
+/// whole, valid ones that end below `max_offset`, and the offset after them.
+/// The first batch is known to fit. A corrupt first batch is an error; a
+/// corrupt later one just ends the result (the next read reports it).
+fn check_batches(
+    buf: &[u8],
+    size_max: usize,
+    max_offset: Offset,
+) -> Result<(usize, Offset), (usize, Option<Offset>, String)> {
+    let mut position = 0;
+    let mut next_offset = None;
+    while position < buf.len() {
+        let header: BatchHeader = match batch::parse_header(&buf[position..], size_max) {
+            Ok(h) => h,
+            Err(e) if position == 0 => return Err((0, None, e.to_string())),
+            Err(_) => break,
+        };
+        let end = position + header.size;
+        if end > buf.len() || header.next_offset() > max_offset {
+            break;
+        }
+        if let Err(e) = batch::check_crc(&header, &buf[position..end]) {
+            if position == 0 {
+                return Err((0, Some(header.base_offset), e.to_string()));
+            }
+            break;
+        }
+        next_offset = Some(header.next_offset());
+        position = end;
+    }
+    Ok((position, next_offset.unwrap_or_default()))
+}
