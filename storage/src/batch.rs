@@ -304,7 +304,8 @@ mod tests {
         huge[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
         let mut count = good.clone();
         count[57..61].copy_from_slice(&5i32.to_be_bytes());
-        let cases: Vec<(&str, Vec<u8>, fn(&BatchError) -> bool)> = vec![
+        type Expect = fn(&BatchError) -> bool;
+        let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
             ("header cut", good[..30].to_vec(), |e| {
                 matches!(e, BatchError::Truncated { .. })
             }),
