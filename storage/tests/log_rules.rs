@@ -1,0 +1,265 @@
+//! Table tests of the log's rules: rolling, retention, truncation and the
+//! epoch cache as seen through the log, and bad input to `append`.
+
+use proptest::prelude::*;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use storage::batch;
+use storage::fs::faulty::FaultyFs;
+use storage::{AppendError, Log, LogConfig, ReadError, TruncateError};
+
+fn open_with(config: LogConfig) -> (FaultyFs, Log) {
+    let fs = FaultyFs::new(1);
+    let log = Log::open(Arc::new(fs.clone()), PathBuf::from("/d/t-0"), config).unwrap();
+    (fs, log)
+}
+
+/// A one-record batch of about 100 bytes.
+fn small() -> Vec<u8> {
+    batch::build_batch(&[&[b'v'; 30]], 0)
+}
+
+#[test]
+fn roll_rules() {
+    let size = small().len() as u32;
+    // (name, config, appends as (now_ms, count), expected segments)
+    let cases: [(&str, LogConfig, &[(i64, usize)], usize); 4] = [
+        (
+            "fits",
+            LogConfig {
+                segment_bytes: size * 3,
+                ..LogConfig::default()
+            },
+            &[(0, 3)],
+            1,
+        ),
+        (
+            "by size",
+            LogConfig {
+                segment_bytes: size * 3,
+                ..LogConfig::default()
+            },
+            &[(0, 7)],
+            3,
+        ),
+        (
+            "by age",
+            LogConfig {
+                segment_ms: Some(Duration::from_millis(100)),
+                ..LogConfig::default()
+            },
+            &[(0, 2), (99, 1), (100, 1), (150, 1), (201, 1)],
+            3,
+        ),
+        (
+            "never by age when unset",
+            LogConfig {
+                segment_ms: None,
+                ..LogConfig::default()
+            },
+            &[(0, 1), (i64::MAX / 2, 1)],
+            1,
+        ),
+    ];
+    for (name, config, appends, segments) in cases {
+        let (_, mut log) = open_with(config);
+        for &(now, count) in appends {
+            for _ in 0..count {
+                log.append(&small(), 1, now).unwrap();
+            }
+        }
+        assert_eq!(log.segment_count(), segments, "{name}");
+    }
+}
+
+#[test]
+fn a_batch_larger_than_a_segment_is_refused() {
+    let (_, mut log) = open_with(LogConfig {
+        segment_bytes: 200,
+        ..LogConfig::default()
+    });
+    let big = batch::build_batch(&[&[0; 300]], 0);
+    assert!(matches!(
+        log.append(&big, 1, 0),
+        Err(AppendError::InvalidBatch { .. })
+    ));
+    let two = [small(), small(), small()].concat();
+    assert!(matches!(
+        log.append(&two, 1, 0),
+        Err(AppendError::TooLarge { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 0);
+}
+
+#[test]
+fn retention_rules() {
+    let size = small().len() as u64;
+    // Four segments of two batches (timestamps 0..=7 s), the last active.
+    let build = |retention_bytes, retention_ms, hw| {
+        let config = LogConfig {
+            segment_bytes: (size * 2) as u32,
+            retention_bytes,
+            retention_ms,
+            ..LogConfig::default()
+        };
+        let (_, mut log) = open_with(config);
+        for i in 0..8 {
+            log.append(&batch::build_batch(&[&[b'v'; 30]], i * 1_000), 1, 0)
+                .unwrap();
+        }
+        log.set_high_watermark(hw);
+        log
+    };
+    let secs = |s| Some(Duration::from_secs(s));
+    // (name, retention.bytes, retention.ms, hw, now_ms, expected log start)
+    let cases = [
+        ("nothing expires", None, None, 8, 10_000, 0),
+        (
+            "by size keeps at least retention.bytes",
+            Some(size * 5),
+            None,
+            8,
+            0,
+            2,
+        ),
+        (
+            "by size never deletes the active segment",
+            Some(0),
+            None,
+            8,
+            0,
+            6,
+        ),
+        (
+            "by age: newest timestamp older than retention",
+            None,
+            secs(5),
+            8,
+            9_500,
+            4,
+        ),
+        (
+            "by age: exactly at the limit is kept",
+            None,
+            secs(5),
+            8,
+            6_000,
+            0,
+        ),
+        ("never above the high watermark", Some(0), None, 3, 0, 2),
+    ];
+    for (name, bytes, ms, hw, now, start) in cases {
+        let mut log = build(bytes, ms, hw);
+        log.apply_retention(now).unwrap();
+        assert_eq!(log.log_start_offset(), start, "{name}");
+        assert!(
+            matches!(log.read(0, 100, 8), Err(ReadError::OffsetOutOfRange { .. })) || start == 0
+        );
+        assert_eq!(
+            log.epoch_cache().entries()[0].start_offset,
+            start,
+            "{name}: epoch cache follows"
+        );
+    }
+}
+
+#[test]
+fn truncation_moves_epochs_and_high_watermark_down() {
+    let (fs, mut log) = open_with(LogConfig::default());
+    for epoch in [1, 1, 2, 2, 3] {
+        log.append(&small(), epoch, 0).unwrap();
+    }
+    log.set_high_watermark(5);
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 2)));
+    assert_eq!(log.end_offset_for_epoch(3), Some((3, 5)));
+    log.truncate_to(3).unwrap();
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(log.high_watermark(), 3);
+    assert_eq!(
+        log.end_offset_for_epoch(3),
+        None,
+        "epoch 3 is gone: newer than any known"
+    );
+    assert_eq!(log.end_offset_for_epoch(2), Some((2, 3)));
+    assert!(matches!(
+        log.truncate_to(-1),
+        Err(TruncateError::BelowLogStart { .. })
+    ));
+    // An older epoch than the log's latest is refused; the same one is fine.
+    assert!(matches!(
+        log.append(&small(), 1, 0),
+        Err(AppendError::EpochRegression(_))
+    ));
+    log.append(&small(), 2, 0).unwrap();
+    // The truncation is durable: a crash brings none of it back.
+    drop(log);
+    fs.crash(storage::fs::faulty::CrashMode::LoseUnsynced);
+    let log = Log::open(Arc::new(fs), PathBuf::from("/d/t-0"), LogConfig::default()).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        3,
+        "the unsynced append is lost, the truncation kept"
+    );
+    assert_eq!(log.end_offset_for_epoch(3), None);
+    assert_eq!(log.end_offset_for_epoch(2), Some((2, 3)));
+}
+
+#[test]
+fn reads_respect_max_offset_and_max_bytes() {
+    let (_, mut log) = open_with(LogConfig::default());
+    for _ in 0..5 {
+        log.append(&batch::build_batch(&[b"a", b"b"], 0), 1, 0)
+            .unwrap();
+    }
+    let read = log.read(0, 1, 10).unwrap();
+    assert_eq!(
+        read.next_offset, 2,
+        "the first batch is whole even above max_bytes"
+    );
+    let read = log.read(3, 1 << 20, 6).unwrap();
+    assert_eq!(
+        read.next_offset, 6,
+        "starts at the batch holding offset 3, stops at the high watermark"
+    );
+    assert!(log.read(6, 1 << 20, 6).unwrap().bytes.is_empty());
+    assert!(
+        log.read(6, 1 << 20, 7).unwrap().bytes.is_empty(),
+        "a batch straddling max_offset is withheld"
+    );
+    assert!(matches!(
+        log.read(11, 1, 10),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+    assert!(
+        log.read(10, 1, 10).unwrap().bytes.is_empty(),
+        "at the log end: empty"
+    );
+}
+
+proptest! {
+    /// Random bytes, and valid batches with random bytes changed, never panic
+    /// the log; whatever is refused leaves it unchanged.
+    #[test]
+    fn bad_input_is_an_error_not_a_panic(
+        noise in prop::collection::vec(any::<u8>(), 0..300),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let (_, mut log) = open_with(LogConfig::default());
+        log.append(&small(), 1, 0).unwrap();
+        let _ = log.append(&noise, 1, 0);
+        let mut mutated = batch::build_batch(&[b"key", b"value"], 7);
+        for (at, byte) in flips {
+            let i = at.index(mutated.len());
+            mutated[i] = byte;
+        }
+        let before = log.log_end_offset();
+        match log.append(&mutated, 1, 0) {
+            Ok(info) => prop_assert_eq!(info.base_offset, before),
+            Err(AppendError::Storage(e)) => prop_assert!(false, "storage failed: {}", e),
+            Err(_) => prop_assert_eq!(log.log_end_offset(), before),
+        }
+        let all = log.read(0, 1 << 20, log.log_end_offset()).unwrap();
+        prop_assert_eq!(all.next_offset, log.log_end_offset());
+    }
+}
