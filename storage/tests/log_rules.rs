@@ -24,7 +24,8 @@ fn small() -> Vec<u8> {
 fn roll_rules() {
     let size = small().len() as u32;
     // (name, config, appends as (now_ms, count), expected segments)
-    let cases: [(&str, LogConfig, &[(i64, usize)], usize); 4] = [
+    type Case = (&'static str, LogConfig, &'static [(i64, usize)], usize);
+    let cases: [Case; 4] = [
         (
             "fits",
             LogConfig {
