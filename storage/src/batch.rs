@@ -97,14 +97,16 @@ pub struct BatchHeader {
 }
 
 impl BatchHeader {
-    /// Offset of the last record in the batch.
+    /// Offset of the last record in the batch. Saturates rather than
+    /// overflow on a corrupt `baseOffset` read from disk.
     pub fn last_offset(&self) -> Offset {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// The offset after this batch.
     pub fn next_offset(&self) -> Offset {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 }
 
@@ -121,7 +123,8 @@ fn i32_at(b: &[u8], at: usize) -> i32 {
 }
 
 /// Reads the header at the start of `bytes` and checks its framing: enough
-/// bytes for a header, a total length within `HEADER_LEN..=size_max`, magic 2.
+/// bytes for a header, a total length within `HEADER_LEN..=size_max`, magic 2,
+/// a non-negative `lastOffsetDelta`.
 /// The CRC and the records are not looked at; `bytes` may hold less than the
 /// whole batch (a header is enough).
 pub fn parse_header(bytes: &[u8], size_max: usize) -> Result<BatchHeader, BatchError> {
@@ -143,13 +146,20 @@ pub fn parse_header(bytes: &[u8], size_max: usize) -> Result<BatchHeader, BatchE
     if magic != MAGIC_V2 {
         return Err(BatchError::UnsupportedMagic(magic));
     }
+    let last_offset_delta = i32_at(bytes, 23);
+    if last_offset_delta < 0 {
+        return Err(BatchError::InconsistentCount {
+            records_count: i32_at(bytes, 57),
+            last_offset_delta,
+        });
+    }
     Ok(BatchHeader {
         base_offset: i64_at(bytes, 0),
         size: length as usize,
         partition_leader_epoch: i32_at(bytes, 12),
         magic,
         crc: i32_at(bytes, 17) as u32,
-        last_offset_delta: i32_at(bytes, 23),
+        last_offset_delta,
         max_timestamp: i64_at(bytes, 35),
         records_count: i32_at(bytes, 57),
     })
@@ -304,6 +314,8 @@ mod tests {
         huge[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
         let mut count = good.clone();
         count[57..61].copy_from_slice(&5i32.to_be_bytes());
+        let mut delta = good.clone();
+        delta[23..27].copy_from_slice(&(-3i32).to_be_bytes());
         type Expect = fn(&BatchError) -> bool;
         let cases: Vec<(&str, Vec<u8>, Expect)> = vec![
             ("header cut", good[..30].to_vec(), |e| {

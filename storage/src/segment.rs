@@ -156,22 +156,23 @@ pub struct Segment {
     index_interval_bytes: u64,
 }
 
+/// The `.log` and `.index` paths of the segment at `base_offset`.
+fn paths(dir: &Path, base_offset: Offset) -> (PathBuf, PathBuf) {
+    (
+        dir.join(log_file_name(base_offset)),
+        dir.join(index_file_name(base_offset)),
+    )
+}
+
 impl Segment {
-    /// Creates empty segment files at `base_offset` (the caller syncs the
-    /// directory).
-    pub fn create(
-        fs: &dyn FileSystem,
-        dir: &Path,
+    /// A segment with nothing known about its contents yet.
+    fn empty(
         base_offset: Offset,
+        (log_path, log): (PathBuf, Arc<dyn FileHandle>),
+        (index_path, index_file): (PathBuf, Arc<dyn FileHandle>),
         index_interval_bytes: u32,
-    ) -> io::Result<Segment> {
-        let log_path = dir.join(log_file_name(base_offset));
-        let index_path = dir.join(index_file_name(base_offset));
-        let log = fs.open(&log_path, true)?;
-        log.set_len(0)?;
-        let index_file = fs.open(&index_path, true)?;
-        index_file.set_len(0)?;
-        Ok(Segment {
+    ) -> Segment {
+        Segment {
             base_offset,
             next_offset: base_offset,
             size: 0,
@@ -184,7 +185,28 @@ impl Segment {
             index: Vec::new(),
             bytes_since_index: 0,
             index_interval_bytes: u64::from(index_interval_bytes),
-        })
+        }
+    }
+
+    /// Creates empty segment files at `base_offset` (the caller syncs the
+    /// directory).
+    pub fn create(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        base_offset: Offset,
+        index_interval_bytes: u32,
+    ) -> io::Result<Segment> {
+        let (log_path, index_path) = paths(dir, base_offset);
+        let log = fs.open(&log_path, true)?;
+        log.set_len(0)?;
+        let index_file = fs.open(&index_path, true)?;
+        index_file.set_len(0)?;
+        Ok(Segment::empty(
+            base_offset,
+            (log_path, log),
+            (index_path, index_file),
+            index_interval_bytes,
+        ))
     }
 
     /// Opens an existing segment and walks it: headers only, or with every
@@ -200,24 +222,15 @@ impl Segment {
         verify_crc: bool,
         mut visit: impl FnMut(&BatchHeader) -> Result<(), String>,
     ) -> io::Result<Loaded> {
-        let log_path = dir.join(log_file_name(base_offset));
-        let index_path = dir.join(index_file_name(base_offset));
+        let (log_path, index_path) = paths(dir, base_offset);
         let log = fs.open(&log_path, false)?;
         let index_file = fs.open(&index_path, true)?;
-        let mut segment = Segment {
+        let mut segment = Segment::empty(
             base_offset,
-            next_offset: base_offset,
-            size: 0,
-            max_timestamp: None,
-            roll_anchor_ms: None,
-            log_path,
-            index_path,
-            log: log.clone(),
-            index_file,
-            index: Vec::new(),
-            bytes_since_index: 0,
-            index_interval_bytes: u64::from(index_interval_bytes),
-        };
+            (log_path, log.clone()),
+            (index_path, index_file),
+            index_interval_bytes,
+        );
         let len = log.len()?;
         let read_ahead = if verify_crc { SCAN_CHUNK } else { HEADER_LEN };
         let mut cursor = Cursor::new(log.as_ref(), 0, len, read_ahead);

@@ -145,16 +145,6 @@ impl FaultyFs {
         }
     }
 
-    /// Overwrites bytes of a file in place and makes them durable, as bit rot
-    /// would, for corruption tests.
-    pub fn corrupt(&self, path: &Path, position: usize, bytes: &[u8]) {
-        let mut s = self.lock();
-        let id = s.names[path];
-        let inode = &mut s.inodes[id];
-        inode.data[position..position + bytes.len()].copy_from_slice(bytes);
-        inode.synced = inode.data.clone();
-    }
-
     /// A file's current contents.
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
         let s = self.lock();
