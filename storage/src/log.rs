@@ -382,6 +382,39 @@ impl Log {
         })
     }
 
+    /// The first batch, below `max_offset`, holding a record whose timestamp
+    /// may be at least `timestamp` (its `maxTimestamp` is): ListOffsets by
+    /// time reads the records of this one batch for the exact offset.
+    pub fn find_by_timestamp(
+        &self,
+        timestamp: i64,
+        max_offset: Offset,
+    ) -> Result<Option<ReadResult>, ReadError> {
+        self.check_online()?;
+        let size_max = self.config.batch_size_max();
+        for segment in self.segments.values() {
+            if segment.max_timestamp.is_none_or(|max| max < timestamp) {
+                continue;
+            }
+            match segment.find_timestamp(timestamp, size_max)? {
+                Ok(Some((_, header))) if header.next_offset() <= max_offset => {
+                    return self.read(header.base_offset, 1, max_offset).map(Some);
+                }
+                Ok(_) => return Ok(None),
+                Err(stop) => {
+                    return Err(Corruption {
+                        path: segment.log_path.clone(),
+                        position: stop.position,
+                        base_offset: stop.base_offset,
+                        reason: stop.reason,
+                    }
+                    .into())
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Removes every record at or above `offset`: the log end becomes the base
     /// offset of the batch holding `offset` (equal to it at a batch boundary).
     /// The cut is synced before it returns; the epoch cache, high watermark

@@ -363,6 +363,24 @@ impl Segment {
         }
     }
 
+    /// Position and header of the first batch whose `maxTimestamp` is at
+    /// least `timestamp` (a header walk: there is no time index yet).
+    pub fn find_timestamp(
+        &self,
+        timestamp: i64,
+        size_max: usize,
+    ) -> io::Result<Result<Option<(u64, BatchHeader)>, ScanStop>> {
+        let mut cursor = Cursor::new(self.log.as_ref(), 0, self.size, 4 * 1024);
+        loop {
+            match cursor.next_batch(size_max, false)? {
+                Ok(Some((p, h, _))) if h.max_timestamp >= timestamp => return Ok(Ok(Some((p, h)))),
+                Ok(Some(_)) => continue,
+                Ok(None) => return Ok(Ok(None)),
+                Err(stop) => return Ok(Err(stop)),
+            }
+        }
+    }
+
     /// Reads `len` bytes at `position`.
     pub fn read_at(&self, position: u64, len: usize) -> io::Result<Vec<u8>> {
         let mut buf = vec![0; len];

@@ -238,6 +238,40 @@ fn reads_respect_max_offset_and_max_bytes() {
     );
 }
 
+#[test]
+fn find_by_timestamp_gives_the_first_batch_at_or_after() {
+    let (_, mut log) = open_with(LogConfig {
+        segment_bytes: 300,
+        ..LogConfig::default()
+    });
+    for ts in [100, 200, 200, 300, 250, 400] {
+        log.append(&batch::build_batch(&[&[b'v'; 30]], ts), 1, 0)
+            .unwrap();
+    }
+    assert!(log.segment_count() > 1);
+    let first_offset = |ts, max| {
+        log.find_by_timestamp(ts, max)
+            .unwrap()
+            .map(|r| batch::parse_header(&r.bytes, 1 << 20).unwrap().base_offset)
+    };
+    let cases = [
+        (0, 6, Some(0)),
+        (100, 6, Some(0)),
+        (150, 6, Some(1)),
+        (260, 6, Some(3)),
+        (350, 6, Some(5)),
+        (401, 6, None),
+        (350, 5, None),
+    ];
+    for (ts, max, expected) in cases {
+        assert_eq!(
+            first_offset(ts, max),
+            expected,
+            "timestamp {ts}, max offset {max}"
+        );
+    }
+}
+
 proptest! {
     /// Random bytes, and valid batches with random bytes changed, never panic
     /// the log; whatever is refused leaves it unchanged.

@@ -1,0 +1,341 @@
+//! Broker settings: defaults, then a TOML file, then `BATON_*` environment
+//! variables, then command-line flags, each overriding the one before.
+
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use storage::{FlushPolicy, LogConfig};
+
+/// One layer of settings; every field optional so layers can be merged.
+/// The same names serve as TOML keys, `BATON_<NAME>` variables and
+/// `--<name>` flags.
+#[derive(Debug, Clone, Default, Deserialize, Args)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Directory holding the partition logs and the metadata image [default: ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// host:port clients are told to connect to [default: the listen address].
+    #[arg(long)]
+    pub advertised_listener: Option<String>,
+    /// This broker's node id [default: 1].
+    #[arg(long)]
+    pub node_id: Option<i32>,
+    /// Create a topic when a client asks for an unknown one (Kafka's
+    /// auto.create.topics.enable) [default: true].
+    #[arg(long)]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of an auto-created topic (num.partitions) [default: 1].
+    #[arg(long)]
+    pub num_partitions: Option<i32>,
+    /// Largest request accepted, in bytes (socket.request.max.bytes) [default: 104857600].
+    #[arg(long)]
+    pub socket_request_max_bytes: Option<u32>,
+    /// When appends are synced: "always" (group commit), "never", or a
+    /// number of milliseconds [default: always].
+    #[arg(long)]
+    pub flush: Option<String>,
+    /// segment.bytes of new logs [default: 1073741824].
+    #[arg(long)]
+    pub segment_bytes: Option<u32>,
+    /// retention.ms of new logs; -1 keeps everything [default: 604800000].
+    #[arg(long)]
+    pub retention_ms: Option<i64>,
+    /// retention.bytes of new logs; -1 is unlimited [default: -1].
+    #[arg(long)]
+    pub retention_bytes: Option<i64>,
+    /// max.message.bytes: the largest record batch accepted [default: 1048588].
+    #[arg(long)]
+    pub max_message_bytes: Option<u32>,
+}
+
+/// A setting that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file or environment holds a bad or unknown setting.
+    #[error("invalid settings in {origin}: {message}")]
+    Parse {
+        /// Where: a file path or "environment".
+        origin: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid value for {name}: {value:?}: {why}")]
+    Value {
+        /// The setting.
+        name: &'static str,
+        /// The value.
+        value: String,
+        /// What is allowed.
+        why: &'static str,
+    },
+}
+
+macro_rules! merge_fields {
+    ($self:ident, $over:ident, $($f:ident),*) => {
+        Settings { $($f: $over.$f.or($self.$f)),* }
+    };
+}
+
+impl Settings {
+    /// `over`'s values where set, else this layer's.
+    pub fn overridden_by(self, over: Settings) -> Settings {
+        merge_fields!(
+            self,
+            over,
+            data_dir,
+            listen,
+            advertised_listener,
+            node_id,
+            auto_create_topics,
+            num_partitions,
+            socket_request_max_bytes,
+            flush,
+            segment_bytes,
+            retention_ms,
+            retention_bytes,
+            max_message_bytes
+        )
+    }
+
+    /// Reads a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            origin: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads `BATON_*` variables (`BATON_DATA_DIR` sets `data_dir`). An
+    /// unknown `BATON_` variable is an error, so a typo is not ignored.
+    pub fn from_env(vars: impl Iterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
+        let mut table = toml::Table::new();
+        for (key, value) in vars {
+            let Some(name) = key.strip_prefix("BATON_") else {
+                continue;
+            };
+            let parsed = value
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
+                .unwrap_or(toml::Value::String(value));
+            table.insert(name.to_ascii_lowercase(), parsed);
+        }
+        let fix_strings = ["flush", "listen", "advertised_listener", "data_dir"];
+        for key in fix_strings {
+            if let Some(v) = table.get_mut(key) {
+                if !v.is_str() {
+                    *v = toml::Value::String(v.to_string());
+                }
+            }
+        }
+        table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin: "environment (BATON_*)".into(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Fills in defaults and checks every value.
+    pub fn resolve(self) -> Result<BrokerConfig, ConfigError> {
+        let bad = |name, value: String, why| ConfigError::Value { name, value, why };
+        let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| bad("listen", listen_text.clone(), "expected IP:PORT"))?;
+        let advertised = self
+            .advertised_listener
+            .unwrap_or_else(|| listen_text.clone());
+        let (host, port) = advertised
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                bad(
+                    "advertised_listener",
+                    advertised.clone(),
+                    "expected HOST:PORT",
+                )
+            })?;
+        let num_partitions = self.num_partitions.unwrap_or(1);
+        if num_partitions < 1 {
+            return Err(bad(
+                "num_partitions",
+                num_partitions.to_string(),
+                "must be at least 1",
+            ));
+        }
+        let mut log = LogConfig::default();
+        if let Some(flush) = self.flush {
+            log.flush = match flush.as_str() {
+                "always" => FlushPolicy::Always,
+                "never" => FlushPolicy::Never,
+                ms => match ms.parse::<u64>() {
+                    Ok(ms) if ms > 0 => FlushPolicy::Interval(Duration::from_millis(ms)),
+                    _ => {
+                        return Err(bad(
+                            "flush",
+                            flush,
+                            "expected always, never or milliseconds > 0",
+                        ))
+                    }
+                },
+            };
+        }
+        if let Some(v) = self.segment_bytes {
+            log.segment_bytes = v;
+        }
+        if let Some(v) = self.max_message_bytes {
+            log.max_batch_bytes = v;
+        }
+        log.retention_ms = match self.retention_ms {
+            Some(ms) if ms < 0 => None,
+            Some(ms) => Some(Duration::from_millis(ms as u64)),
+            None => log.retention_ms,
+        };
+        log.retention_bytes = self.retention_bytes.and_then(|b| u64::try_from(b).ok());
+        log.validate()
+            .map_err(|e| bad("log", e.to_string(), "see the message"))?;
+        let socket_request_max_bytes = self.socket_request_max_bytes.unwrap_or(100 * 1024 * 1024);
+        if socket_request_max_bytes < 1024 {
+            return Err(bad(
+                "socket_request_max_bytes",
+                socket_request_max_bytes.to_string(),
+                "must be at least 1024",
+            ));
+        }
+        Ok(BrokerConfig {
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),
+            listen,
+            advertised_host: host,
+            advertised_port: port,
+            node_id: self.node_id.unwrap_or(1),
+            auto_create_topics: self.auto_create_topics.unwrap_or(true),
+            num_partitions,
+            socket_request_max_bytes,
+            log,
+        })
+    }
+}
+
+/// The broker's resolved configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Root of the data directory.
+    pub data_dir: PathBuf,
+    /// Listener address.
+    pub listen: SocketAddr,
+    /// Host clients are told to connect to.
+    pub advertised_host: String,
+    /// Port clients are told to connect to.
+    pub advertised_port: u16,
+    /// Node id.
+    pub node_id: i32,
+    /// Kafka's auto.create.topics.enable.
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics.
+    pub num_partitions: i32,
+    /// Largest request frame accepted.
+    pub socket_request_max_bytes: u32,
+    /// Settings of every partition log.
+    pub log: LogConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let file: Settings =
+            toml::from_str("listen = \"127.0.0.1:9000\"\nnode_id = 4\nflush = \"never\"").unwrap();
+        let env = Settings::from_env(env(&[("BATON_NODE_ID", "5"), ("PATH", "/bin")])).unwrap();
+        let cli = Settings {
+            flush: Some("250".into()),
+            ..Settings::default()
+        };
+        let c = Settings::default()
+            .overridden_by(file)
+            .overridden_by(env)
+            .overridden_by(cli)
+            .resolve()
+            .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.node_id, 5);
+        assert_eq!(
+            c.log.flush,
+            FlushPolicy::Interval(Duration::from_millis(250))
+        );
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("127.0.0.1", 9000)
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        assert!(
+            Settings::from_env(env(&[("BATON_LISTEN_ON", "x")])).is_err(),
+            "unknown variable"
+        );
+        assert!(
+            toml::from_str::<Settings>("nodeid = 1").is_err(),
+            "unknown key"
+        );
+        let cases = [
+            Settings {
+                listen: Some("nowhere".into()),
+                ..Settings::default()
+            },
+            Settings {
+                advertised_listener: Some("host".into()),
+                ..Settings::default()
+            },
+            Settings {
+                flush: Some("sometimes".into()),
+                ..Settings::default()
+            },
+            Settings {
+                num_partitions: Some(0),
+                ..Settings::default()
+            },
+            Settings {
+                segment_bytes: Some(3),
+                ..Settings::default()
+            },
+        ];
+        for case in cases {
+            assert!(case.clone().resolve().is_err(), "{case:?}");
+        }
+        let defaults = Settings::default().resolve().unwrap();
+        assert_eq!(defaults.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(defaults.data_dir, PathBuf::from("data"));
+        assert!(defaults.auto_create_topics);
+    }
+}

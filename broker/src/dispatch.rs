@@ -1,0 +1,155 @@
+//! One request in, at most one response out: header and body decoding,
+//! version checks, routing to a handler, response encoding.
+//!
+//! Decoding failures close the connection, as Kafka does, after logging why;
+//! a panic inside the codec is caught and treated the same way, so client
+//! bytes never take the broker down.
+
+use crate::handlers;
+use crate::state::Broker;
+use crate::versions;
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::ResponseError;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this frame body.
+    Respond(BytesMut),
+    /// Send nothing (a Produce with acks=0).
+    Silent,
+    /// Close the connection, for this logged reason.
+    Close(String),
+}
+
+/// Handles one request frame (without its size prefix).
+pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes) -> Outcome {
+    if frame.len() < 8 {
+        return Outcome::Close(format!(
+            "{}-byte request is too short for a header",
+            frame.len()
+        ));
+    }
+    let (raw_key, version) = (
+        i16::from_be_bytes([frame[0], frame[1]]),
+        i16::from_be_bytes([frame[2], frame[3]]),
+    );
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        return Outcome::Close(format!("unknown API key {raw_key}"));
+    };
+    if !versions::supports(api_key, version) {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer in v0 with the versions we do support.
+            let body = handlers::api_versions(ResponseError::UnsupportedVersion.code());
+            return encode(
+                ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                &ResponseKind::ApiVersions(body),
+            );
+        }
+        return Outcome::Close(format!("unsupported version {version} of {api_key:?}"));
+    }
+    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))?;
+        let request = RequestKind::decode(api_key, &mut frame, version)?;
+        anyhow::Ok((header, request))
+    }));
+    let (header, request) = match decoded {
+        Ok(Ok(decoded)) => decoded,
+        Ok(Err(e)) => return Outcome::Close(format!("malformed {api_key:?} v{version}: {e}")),
+        Err(_) => return Outcome::Close(format!("undecodable {api_key:?} v{version}")),
+    };
+    if frame.has_remaining() {
+        tracing::debug!(
+            ?api_key,
+            version,
+            extra = frame.remaining(),
+            "trailing bytes after request"
+        );
+    }
+    match route(broker, request, version).await {
+        Some(response) => encode(api_key, version, header.correlation_id, &response),
+        None => Outcome::Silent,
+    }
+}
+
+async fn route(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<ResponseKind> {
+    use handlers::*;
+    Some(match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions(0)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Produce(r) => {
+            ResponseKind::Produce(produce::handle(broker, r, version).await?)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(offsets::list_offsets(broker, r, version).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(broker, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create_topics(broker, r, version))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, r, version))
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, r))
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(admin::describe_configs(broker, r))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(admin::describe_cluster(broker, r))
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version))
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(broker, r))
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(broker, r, version))
+        }
+        other => unreachable!("{other:?} passed the version check but has no handler"),
+    })
+}
+
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Outcome {
+    let mut out = BytesMut::new();
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let encoded = header
+        .encode(&mut out, api_key.response_header_version(version))
+        .and_then(|()| response.encode(&mut out, version));
+    match encoded {
+        Ok(()) => Outcome::Respond(out),
+        Err(e) => Outcome::Close(format!(
+            "cannot encode {api_key:?} v{version} response: {e}"
+        )),
+    }
+}
+
+/// The ApiVersions body: every supported API and its range.
+pub fn api_versions_body(error_code: i16) -> ApiVersionsResponse {
+    let api_keys = versions::SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            kafka_protocol::messages::api_versions_response::ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(api_keys)
+}

@@ -1,0 +1,135 @@
+//! Fetch: whole batches up to the high watermark, within `max_bytes` and
+//! each partition's limit; long polls until `min_bytes` or `max_wait_ms`
+//! by waiting on the broker's data-version signal, never by spinning.
+
+use super::{check_epoch, topic_name};
+use crate::state::Broker;
+use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::ResponseError;
+use std::sync::Arc;
+use std::time::Duration;
+use storage::ReadError;
+
+/// Handles a Fetch request.
+pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+    if request.session_id != 0 {
+        // Baton creates no fetch sessions (KIP-227), so none can be found.
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    // Subscribe before the first read, so no change in between is missed.
+    let mut changes = broker.data_version.subscribe();
+    let request = Arc::new(request);
+    loop {
+        let (response, bytes, errors) = read_once(broker, &request, version).await;
+        let satisfied = bytes >= request.min_bytes.max(0) as usize || errors;
+        if satisfied || tokio::time::Instant::now() >= deadline {
+            return response;
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return read_once(broker, &request, version).await.0;
+        }
+    }
+}
+
+/// One pass over every requested partition, on a blocking thread:
+/// (response, bytes returned, whether any partition had an error).
+async fn read_once(
+    broker: &Arc<Broker>,
+    request: &Arc<FetchRequest>,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
+    let (broker, request) = (broker.clone(), request.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut budget = request.max_bytes.max(0) as usize;
+        let (mut total, mut errors) = (0, false);
+        let mut topics = Vec::new();
+        for topic in &request.topics {
+            let name = topic.topic.0.to_string();
+            let mut partitions = Vec::new();
+            for p in &topic.partitions {
+                let data = read_partition(&broker, &name, p, budget, total == 0, version);
+                let returned = data.records.as_ref().map_or(0, |r| r.len());
+                budget = budget.saturating_sub(returned);
+                total += returned;
+                errors |= data.error_code != 0;
+                partitions.push(data);
+            }
+            topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(topic_name(&name))
+                    .with_partitions(partitions),
+            );
+        }
+        (
+            FetchResponse::default().with_responses(topics),
+            total,
+            errors,
+        )
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "fetch task failed");
+        (
+            FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code()),
+            0,
+            true,
+        )
+    })
+}
+
+fn read_partition(
+    broker: &Broker,
+    topic: &str,
+    p: &kafka_protocol::messages::fetch_request::FetchPartition,
+    budget: usize,
+    first: bool,
+    version: i16,
+) -> PartitionData {
+    let data = PartitionData::default()
+        .with_partition_index(p.partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1);
+    let Some(partition) = broker.partition(topic, p.partition) else {
+        return data.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    };
+    if let Err(e) = check_epoch(p.current_leader_epoch, partition.leader_epoch) {
+        return data.with_error_code(e.code());
+    }
+    let log = partition.log.lock();
+    let (start, hw) = (log.log_start_offset(), log.high_watermark());
+    let start = if version >= 5 { start } else { -1 };
+    let data = data
+        .with_high_watermark(hw)
+        .with_last_stable_offset(hw)
+        .with_log_start_offset(start);
+    // KIP-74: past the response budget, only the first partition still gets
+    // one batch, so a consumer always makes progress.
+    let max = (p.partition_max_bytes.max(0) as usize).min(if first { usize::MAX } else { budget });
+    if max == 0 && !first {
+        return data.with_records(Some(bytes::Bytes::new()));
+    }
+    match log.read(p.fetch_offset, max.max(1), hw) {
+        Ok(read) => data.with_records(Some(read.bytes.into())),
+        Err(ReadError::OffsetOutOfRange { .. }) => {
+            data.with_error_code(ResponseError::OffsetOutOfRange.code())
+        }
+        Err(ReadError::Corrupt(c)) => {
+            tracing::error!(topic, partition = p.partition, error = %c, "corrupt data not served");
+            data.with_error_code(ResponseError::KafkaStorageError.code())
+        }
+        Err(ReadError::Storage(e)) => {
+            tracing::error!(topic, partition = p.partition, error = %e, "fetch failed");
+            data.with_error_code(ResponseError::KafkaStorageError.code())
+        }
+    }
+}

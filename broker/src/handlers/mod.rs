@@ -1,0 +1,74 @@
+//! One module per group of Kafka APIs. Handlers take decoded requests and
+//! return responses; every per-partition failure is a Kafka error code.
+
+pub mod admin;
+pub mod fetch;
+pub mod groups;
+pub mod metadata;
+pub mod offsets;
+pub mod produce;
+
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+pub use crate::dispatch::api_versions_body as api_versions;
+
+/// Wall-clock milliseconds since the epoch (for batch timestamps and
+/// retention; decisions that need monotonic time take it as a parameter).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A protocol string.
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// A protocol topic name.
+pub fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+/// Claim 3: an epoch a client sends is checked only when it is 1 or more
+/// (0 and -1 mean "none known"). Older than the partition's: fenced;
+/// newer: unknown.
+pub fn check_epoch(sent: i32, current: i32) -> Result<(), ResponseError> {
+    match sent {
+        ..=0 => Ok(()),
+        e if e < current => Err(ResponseError::FencedLeaderEpoch),
+        e if e > current => Err(ResponseError::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
+}
+
+/// The code of a result: 0 for success.
+pub fn code<T>(result: &Result<T, ResponseError>) -> i16 {
+    result.as_ref().err().map_or(0, |e| e.code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_check_table() {
+        let cases = [
+            (-1, 3, Ok(())),
+            (0, 3, Ok(())),
+            (1, 3, Err(ResponseError::FencedLeaderEpoch)),
+            (2, 3, Err(ResponseError::FencedLeaderEpoch)),
+            (3, 3, Ok(())),
+            (4, 3, Err(ResponseError::UnknownLeaderEpoch)),
+        ];
+        for (sent, current, expected) in cases {
+            assert_eq!(
+                check_epoch(sent, current),
+                expected,
+                "sent {sent}, current {current}"
+            );
+        }
+    }
+}

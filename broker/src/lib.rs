@@ -1,0 +1,22 @@
+//! The Baton broker: serves Baton's partition logs over the Apache Kafka wire
+//! protocol, so Kafka clients work against it unchanged.
+//!
+//! `server` accepts connections and reads frames (`frame`); `dispatch`
+//! decodes each request with the `kafka-protocol` crate, checks it against
+//! the advertised versions (`versions`) and routes it to `handlers`, which
+//! work on the shared `state`: the metadata image (`image`, the seam the
+//! controller quorum replaces in issue 5) and the partitions (`partition`).
+
+pub mod config;
+pub mod dispatch;
+pub mod frame;
+pub mod groups;
+pub mod handlers;
+pub mod image;
+pub mod partition;
+pub mod server;
+pub mod state;
+pub mod versions;
+
+pub use config::{BrokerConfig, Settings};
+pub use state::Broker;

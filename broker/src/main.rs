@@ -1,0 +1,69 @@
+//! The `baton` binary. With no arguments it runs one broker with its data in
+//! `./data` and a Kafka listener on 127.0.0.1:9092.
+
+use broker::{Broker, Settings};
+use clap::Parser;
+use std::path::PathBuf;
+
+// jemalloc maps huge requests lazily: a hostile array count that makes the
+// Kafka decoder reserve gigabytes cannot abort the process (with the system
+// allocator it does; see ARCHITECTURE.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Baton: a Kafka-protocol broker with leader election you can trust.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// A TOML file of settings (the same names as the flags, with '_').
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut settings = Settings::default();
+    if let Some(path) = &cli.config {
+        settings = settings.overridden_by(Settings::from_file(path)?);
+    }
+    let env = std::env::vars().filter(|(k, _)| k != "BATON_LOG");
+    let settings = settings
+        .overridden_by(Settings::from_env(env)?)
+        .overridden_by(cli.settings);
+    let config = settings.resolve()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: broker::BrokerConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let broker = Broker::open(config)?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        advertised = %format!("{}:{}", broker.config.advertised_host, broker.config.advertised_port),
+        data_dir = %broker.config.data_dir.display(),
+        "baton broker ready"
+    );
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
+    };
+    broker::server::serve(broker, listener, shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The Kafka listener: one task per connection, requests handled in order
+//! (Kafka answers a connection's requests in the order they came), and a
+//! maintenance task for timed flushes, retention and checkpoints.
+
+use crate::dispatch::{self, Outcome};
+use crate::frame;
+use crate::state::Broker;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Serves until `shutdown` completes, then closes every log cleanly.
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let maintenance = tokio::spawn(maintain(broker.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let broker = broker.clone();
+                    tokio::spawn(async move {
+                        if let Err(reason) = connection(broker, stream).await {
+                            tracing::info!(%peer, %reason, "connection closed");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    maintenance.abort();
+    close_logs(&broker);
+}
+
+async fn connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), String> {
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (read, write) = stream.into_split();
+    let (mut read, mut write) = (BufReader::new(read), BufWriter::new(write));
+    let max = broker.config.socket_request_max_bytes;
+    loop {
+        let request = match frame::read_frame(&mut read, max).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        match dispatch::handle(&broker, request).await {
+            Outcome::Respond(body) => frame::write_frame(&mut write, &body)
+                .await
+                .map_err(|e| e.to_string())?,
+            Outcome::Silent => {}
+            Outcome::Close(reason) => return Err(reason),
+        }
+    }
+}
+
+/// Timed work: interval flushes (every 100 ms), high-watermark checkpoints
+/// (every 5 s, Kafka's default) and retention (every 5 minutes, Kafka's
+/// log.retention.check.interval.ms).
+async fn maintain(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut ticks: u64 = 0;
+    loop {
+        tick.tick().await;
+        ticks += 1;
+        let broker = broker.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            let now = crate::handlers::now_ms();
+            for p in broker.all_partitions() {
+                if let Err(e) = p.log.flush_if_due(now) {
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
+                }
+                if p.advance_high_watermark() {
+                    broker.notify_data();
+                }
+                let mut log = p.log.lock();
+                if ticks % 50 == 0 {
+                    let _ = log.checkpoint_high_watermark();
+                }
+                if ticks % 3000 == 0 {
+                    let _ = log.apply_retention(now);
+                }
+            }
+        });
+        let _ = work.await;
+    }
+}
+
+fn close_logs(broker: &Broker) {
+    for p in broker.all_partitions() {
+        let mut log = p.log.lock();
+        if let Err(e) = log.flush().and_then(|_| log.checkpoint_high_watermark()) {
+            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "clean close failed");
+        }
+    }
+}
