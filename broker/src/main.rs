@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let mut settings = Settings::default();
@@ -46,9 +47,18 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(config))
 }
 
-async fn run(config: broker::BrokerConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+async fn run(mut config: broker::BrokerConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let bound = listener.local_addr()?;
+    if config.advertised_port == 0 {
+        // --listen HOST:0 picks a free port: advertise the one we got.
+        config.advertised_port = bound.port();
+    }
     let broker = Broker::open(config)?;
+    // One plain line on stdout that tools and tests can wait for.
+    println!("baton listening on {bound}");
     tracing::info!(
         listen = %listener.local_addr()?,
         advertised = %format!("{}:{}", broker.config.advertised_host, broker.config.advertised_port),

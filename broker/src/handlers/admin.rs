@@ -180,6 +180,8 @@ pub fn describe_configs(
             };
             let keys: Option<Vec<String>> = r
                 .configuration_keys
+                // Null asks for every config; so does an empty list.
+                .filter(|k| !k.is_empty())
                 .map(|k| k.iter().map(|s| s.to_string()).collect());
             let configs = entries
                 .into_iter()

@@ -1,0 +1,284 @@
+//! Every advertised API answers correctly at its lowest and highest
+//! advertised version, and ApiVersions advertises exactly that table.
+
+mod common;
+
+use bytes::Bytes;
+use client::Connection;
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use storage::batch::build_batch;
+
+fn batch() -> Bytes {
+    build_batch(&[b"one", b"two"], 1_000).into()
+}
+
+/// Sends one request of `api` at `version` on `name` and checks the answer.
+async fn exercise(conn: &mut Connection, api: ApiKey, version: i16, name: &str) {
+    let ctx = format!("{api:?} v{version}");
+    match api {
+        ApiKey::ApiVersions => {
+            let r = conn
+                .send(&ApiVersionsRequest::default(), version)
+                .await
+                .expect(&ctx);
+            assert_eq!(r.error_code, 0, "{ctx}");
+            let advertised: Vec<(i16, i16, i16)> = r
+                .api_keys
+                .iter()
+                .map(|k| (k.api_key, k.min_version, k.max_version))
+                .collect();
+            let expected: Vec<(i16, i16, i16)> = broker::versions::SUPPORTED
+                .iter()
+                .map(|&(k, min, max)| (k as i16, min, max))
+                .collect();
+            assert_eq!(advertised, expected, "{ctx}");
+        }
+        ApiKey::Metadata => {
+            let t = metadata_request::MetadataRequestTopic::default().with_name(Some(topic(name)));
+            let r = conn
+                .send(
+                    &MetadataRequest::default().with_topics(Some(vec![t])),
+                    version,
+                )
+                .await
+                .expect(&ctx);
+            assert_eq!(r.topics[0].error_code, 0, "{ctx}");
+            assert_eq!(r.topics[0].partitions.len(), 1, "{ctx}");
+            assert_eq!(
+                r.brokers[0].port.to_string(),
+                conn.addr().rsplit(':').next().unwrap(),
+                "{ctx}"
+            );
+            if version >= 7 {
+                assert_eq!(
+                    r.topics[0].partitions[0].leader_epoch, 1,
+                    "{ctx}: epochs start at 1"
+                );
+            }
+        }
+        ApiKey::Produce => {
+            let r = conn
+                .send(&produce_request(name, 0, batch(), -1), version)
+                .await
+                .expect(&ctx);
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "{ctx}");
+        }
+        ApiKey::Fetch => {
+            let r = conn
+                .send(&fetch_request(name, 0, 0, 100), version)
+                .await
+                .expect(&ctx);
+            let p = &r.responses[0].partitions[0];
+            assert_eq!(p.error_code, 0, "{ctx}");
+            assert!(p.records.as_ref().is_some_and(|b| !b.is_empty()), "{ctx}");
+            assert!(p.high_watermark >= 2, "{ctx}");
+        }
+        ApiKey::ListOffsets => {
+            let p = list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1);
+            let t = list_offsets_request::ListOffsetsTopic::default()
+                .with_name(topic(name))
+                .with_partitions(vec![p]);
+            let req = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![t]);
+            let r = conn.send(&req, version).await.expect(&ctx);
+            let p = &r.topics[0].partitions[0];
+            assert_eq!((p.error_code, p.offset), (0, 2), "{ctx}");
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(1)
+                .with_leader_epoch(1);
+            let t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(topic(name))
+                .with_partitions(vec![p]);
+            let req = OffsetForLeaderEpochRequest::default().with_topics(vec![t]);
+            let r = conn.send(&req, version).await.expect(&ctx);
+            let p = &r.topics[0].partitions[0];
+            assert_eq!(
+                (p.error_code, p.leader_epoch, p.end_offset),
+                (0, 1, 2),
+                "{ctx}"
+            );
+        }
+        ApiKey::CreateTopics => {
+            let t = create_topics_request::CreatableTopic::default()
+                .with_name(topic(&format!("{name}-created")))
+                .with_num_partitions(2)
+                .with_replication_factor(1);
+            let r = conn
+                .send(
+                    &CreateTopicsRequest::default()
+                        .with_topics(vec![t])
+                        .with_timeout_ms(5000),
+                    version,
+                )
+                .await
+                .expect(&ctx);
+            assert_eq!(r.topics[0].error_code, 0, "{ctx}");
+        }
+        ApiKey::DeleteTopics => {
+            let doomed = format!("{name}-doomed");
+            create_topic(conn, &doomed, 1).await;
+            let req = if version >= 6 {
+                DeleteTopicsRequest::default()
+                    .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                        .with_name(Some(topic(&doomed)))])
+            } else {
+                DeleteTopicsRequest::default().with_topic_names(vec![topic(&doomed)])
+            };
+            let r = conn
+                .send(&req.with_timeout_ms(5000), version)
+                .await
+                .expect(&ctx);
+            assert_eq!(r.responses[0].error_code, 0, "{ctx}");
+        }
+        ApiKey::CreatePartitions => {
+            let grown = format!("{name}-grown");
+            create_topic(conn, &grown, 1).await;
+            let t = create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(topic(&grown))
+                .with_count(3);
+            let r = conn
+                .send(
+                    &CreatePartitionsRequest::default()
+                        .with_topics(vec![t])
+                        .with_timeout_ms(5000),
+                    version,
+                )
+                .await
+                .expect(&ctx);
+            assert_eq!(r.results[0].error_code, 0, "{ctx}");
+        }
+        ApiKey::DescribeConfigs => {
+            let res = describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(name));
+            let r = conn
+                .send(
+                    &DescribeConfigsRequest::default().with_resources(vec![res]),
+                    version,
+                )
+                .await
+                .expect(&ctx);
+            assert_eq!(r.results[0].error_code, 0, "{ctx}");
+            assert!(
+                r.results[0]
+                    .configs
+                    .iter()
+                    .any(|c| c.name.as_str() == "retention.ms"),
+                "{ctx}: {r:?}"
+            );
+        }
+        ApiKey::DescribeCluster => {
+            let r = conn
+                .send(&DescribeClusterRequest::default(), version)
+                .await
+                .expect(&ctx);
+            assert_eq!(r.error_code, 0, "{ctx}");
+            assert_eq!(r.cluster_id.len(), 22, "{ctx}");
+            assert_eq!(r.brokers.len(), 1, "{ctx}");
+        }
+        ApiKey::FindCoordinator => {
+            let req = if version >= 4 {
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![s("group")])
+            } else {
+                FindCoordinatorRequest::default().with_key(s("group"))
+            };
+            let r = conn.send(&req, version).await.expect(&ctx);
+            let (code, port) = if version >= 4 {
+                (r.coordinators[0].error_code, r.coordinators[0].port)
+            } else {
+                (r.error_code, r.port)
+            };
+            assert_eq!(code, 0, "{ctx}");
+            assert_eq!(
+                port.to_string(),
+                conn.addr().rsplit(':').next().unwrap(),
+                "{ctx}"
+            );
+        }
+        ApiKey::OffsetCommit => {
+            let p = offset_commit_request::OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(version as i64);
+            let t = offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(topic(name))
+                .with_partitions(vec![p]);
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("group")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![t]);
+            let r = conn.send(&req, version).await.expect(&ctx);
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "{ctx}");
+        }
+        ApiKey::OffsetFetch => {
+            let t = offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(topic(name))
+                .with_partition_indexes(vec![0]);
+            let req = OffsetFetchRequest::default()
+                .with_group_id(GroupId(s("group")))
+                .with_topics(Some(vec![t]));
+            let r = conn.send(&req, version).await.expect(&ctx);
+            let p = &r.topics[0].partitions[0];
+            assert_eq!(p.error_code, 0, "{ctx}");
+            assert!(
+                p.committed_offset >= 2,
+                "{ctx}: the offset committed earlier, got {}",
+                p.committed_offset
+            );
+        }
+        other => panic!("{other:?} is advertised but this test does not exercise it"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_at_its_lowest_and_highest_version() {
+    let baton = Baton::start(&[]);
+    let mut conn = baton.connect().await;
+    for (round, pick) in ["min", "max"].iter().enumerate() {
+        let name = format!("versions-{pick}");
+        create_topic(&mut conn, &name, 1).await;
+        for &(api, min, max) in broker::versions::SUPPORTED {
+            let version = if round == 0 { min } else { max };
+            exercise(&mut conn, api, version, &name).await;
+        }
+    }
+}
+
+/// KIP-511: an ApiVersions request at a version the broker does not know
+/// gets a v0 answer with UNSUPPORTED_VERSION and the supported table.
+#[tokio::test]
+async fn unknown_api_versions_version_gets_the_v0_fallback() {
+    let baton = Baton::start(&[]);
+    let mut conn = baton.connect().await;
+    let mut frame = Vec::new();
+    let body: Vec<u8> = [
+        &18i16.to_be_bytes()[..],
+        &99i16.to_be_bytes(),
+        &7i32.to_be_bytes(),
+        &(-1i16).to_be_bytes(),
+    ]
+    .concat();
+    frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let mut response = conn
+        .send_raw(&frame)
+        .await
+        .unwrap()
+        .expect("an answer, not a close");
+    let header = ResponseHeader::decode(&mut response, 0).unwrap();
+    assert_eq!(header.correlation_id, 7);
+    let body = ApiVersionsResponse::decode(&mut response, 0).unwrap();
+    assert_eq!(
+        body.error_code,
+        kafka_protocol::ResponseError::UnsupportedVersion.code()
+    );
+    assert_eq!(body.api_keys.len(), broker::versions::SUPPORTED.len());
+    let _ = StrBytes::from_static_str("");
+}
