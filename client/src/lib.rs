@@ -6,3 +6,11 @@
 pub mod connection;
 
 pub use connection::{ClientError, Connection};
+pub mod admin;
+pub mod cluster;
+pub mod consumer;
+pub mod producer;
+
+pub use admin::Admin;
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
+pub use producer::{Delivery, Producer, ProducerConfig, Record, RecordMetadata};

@@ -1,0 +1,90 @@
+//! Baton's own Rust client against the real binary: admin, producer with
+//! keyed partitioning and headers, consumer reading it all back.
+
+mod common;
+
+use client::{Admin, Consumer, ConsumerConfig, Producer, ProducerConfig, Record};
+use common::Baton;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_consume_ten_thousand_records() {
+    let baton = Baton::start(&["--auto-create-topics", "false"]);
+    let mut admin = Admin::connect(&baton.addr).await.unwrap();
+    admin
+        .create_topic("rust", 3, 1, &[("retention.ms", "3600000")])
+        .await
+        .unwrap();
+    let described = admin.describe_topic("rust").await.unwrap();
+    assert_eq!(described.partitions.len(), 3);
+    assert!(described
+        .partitions
+        .iter()
+        .all(|p| p.leader == 1 && p.leader_epoch == 1 && p.isr == [1]));
+
+    let producer = Producer::new(ProducerConfig::new(&baton.addr))
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..10_000 {
+        let record = Record::new("rust", format!("value-{i}").into_bytes())
+            .with_key(format!("key-{}", i % 97).into_bytes())
+            .with_header("i", i.to_string().into_bytes());
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    let mut sent: HashMap<(i32, i64), usize> = HashMap::new();
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let m = d.await.unwrap();
+        assert_eq!(
+            m.partition,
+            (client::producer::murmur2(format!("key-{}", i % 97).as_bytes()) & 0x7fff_ffff) % 3
+        );
+        assert!(
+            sent.insert((m.partition, m.offset), i).is_none(),
+            "two records at one offset"
+        );
+    }
+
+    let mut consumer = Consumer::new(ConsumerConfig::new(&baton.addr))
+        .await
+        .unwrap();
+    consumer.assign(&[("rust", 0), ("rust", 1), ("rust", 2)]);
+    let mut seen = 0;
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    while seen < 10_000 {
+        let records = consumer.poll(Duration::from_secs(1)).await.unwrap();
+        assert!(!records.is_empty() || seen > 0, "nothing to consume");
+        for r in records {
+            let expected_next = next.entry(r.partition).or_insert(0);
+            assert_eq!(
+                r.offset, *expected_next,
+                "offsets contiguous in partition {}",
+                r.partition
+            );
+            *expected_next += 1;
+            let i = sent[&(r.partition, r.offset)];
+            assert_eq!(r.value.as_deref(), Some(format!("value-{i}").as_bytes()));
+            assert_eq!(r.key.as_deref(), Some(format!("key-{}", i % 97).as_bytes()));
+            assert_eq!(
+                r.headers,
+                vec![("i".to_string(), Some(i.to_string().into_bytes().into()))]
+            );
+            assert_eq!(r.leader_epoch, 1);
+            seen += 1;
+        }
+    }
+
+    let cluster = admin.describe_cluster().await.unwrap();
+    assert_eq!((cluster.controller, cluster.brokers.len()), (1, 1));
+    assert_eq!(admin.list_topics().await.unwrap().len(), 1);
+    admin.delete_topic("rust").await.unwrap();
+    assert!(admin.list_topics().await.unwrap().is_empty());
+    let err = admin.create_topic("bad name", 1, 1, &[]).await.unwrap_err();
+    assert!(err.to_string().contains("InvalidTopicException"), "{err}");
+    let err = admin
+        .create_topic("t", 1, 1, &[("cleanup.policy", "compact")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("InvalidConfig"), "{err}");
+}

@@ -1,0 +1,189 @@
+//! What the client knows of the cluster: brokers, and each partition's
+//! leader and leader epoch, refreshed through Metadata; plus one connection
+//! per broker.
+
+use crate::connection::{ClientError, Connection};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::collections::HashMap;
+
+/// Metadata version the client speaks (has leader epochs and topic ids).
+pub const METADATA_VERSION: i16 = 12;
+
+/// One partition's leadership as last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leader {
+    /// Broker id of the leader.
+    pub broker: i32,
+    /// Its leader epoch.
+    pub epoch: i32,
+}
+
+/// Brokers, leaders and connections.
+#[derive(Debug)]
+pub struct Cluster {
+    bootstrap: Vec<String>,
+    brokers: HashMap<i32, String>,
+    leaders: HashMap<(String, i32), Leader>,
+    partition_counts: HashMap<String, i32>,
+    connections: HashMap<i32, Connection>,
+}
+
+pub(crate) fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+impl Cluster {
+    /// A cluster reached through `bootstrap` (comma-separated host:port).
+    pub fn new(bootstrap: &str) -> Cluster {
+        Cluster {
+            bootstrap: bootstrap
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            brokers: HashMap::new(),
+            leaders: HashMap::new(),
+            partition_counts: HashMap::new(),
+            connections: HashMap::new(),
+        }
+    }
+
+    /// Sends a Metadata request for `topics` (all topics if `None`) to any
+    /// reachable broker and records what it says.
+    pub async fn refresh(
+        &mut self,
+        topics: Option<&[&str]>,
+        auto_create: bool,
+    ) -> Result<MetadataResponse, ClientError> {
+        let request = MetadataRequest::default()
+            .with_topics(topics.map(|ts| {
+                ts.iter()
+                    .map(|t| MetadataRequestTopic::default().with_name(Some(topic_name(t))))
+                    .collect()
+            }))
+            .with_allow_auto_topic_creation(auto_create);
+        let mut last = None;
+        let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
+        candidates.extend(self.bootstrap.iter().cloned());
+        for addr in candidates {
+            let attempt = async {
+                let mut conn = Connection::connect(&addr).await?;
+                conn.send(&request, METADATA_VERSION).await
+            };
+            match attempt.await {
+                Ok(response) => {
+                    self.record(&response);
+                    return Ok(response);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Protocol("no bootstrap servers given".into())))
+    }
+
+    fn record(&mut self, response: &MetadataResponse) {
+        for b in &response.brokers {
+            let addr = format!("{}:{}", b.host, b.port);
+            if self.brokers.get(&b.node_id.0) != Some(&addr) {
+                self.connections.remove(&b.node_id.0);
+                self.brokers.insert(b.node_id.0, addr);
+            }
+        }
+        for t in &response.topics {
+            let Some(name) = &t.name else { continue };
+            if t.error_code != 0 {
+                continue;
+            }
+            self.partition_counts
+                .insert(name.0.to_string(), t.partitions.len() as i32);
+            for p in &t.partitions {
+                let leader = Leader {
+                    broker: p.leader_id.0,
+                    epoch: p.leader_epoch,
+                };
+                self.leaders
+                    .insert((name.0.to_string(), p.partition_index), leader);
+            }
+        }
+    }
+
+    /// The advertised address of `broker`.
+    pub fn broker_addr(&self, broker: i32) -> Option<String> {
+        self.brokers.get(&broker).cloned()
+    }
+
+    /// The partition's leader as last seen.
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<Leader> {
+        self.leaders.get(&(topic.to_string(), partition)).copied()
+    }
+
+    /// The topic's partition count as last seen.
+    pub fn partition_count(&self, topic: &str) -> Option<i32> {
+        self.partition_counts.get(topic).copied()
+    }
+
+    /// Looks up the leader, refreshing metadata once if it is unknown.
+    pub async fn leader_or_refresh(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Leader, ClientError> {
+        if let Some(l) = self.leader(topic, partition).filter(|l| l.broker >= 0) {
+            return Ok(l);
+        }
+        self.refresh(Some(&[topic]), true).await?;
+        self.leader(topic, partition)
+            .filter(|l| l.broker >= 0)
+            .ok_or_else(|| ClientError::Kafka {
+                context: format!("leader of {topic}-{partition}"),
+                error: ResponseError::LeaderNotAvailable,
+            })
+    }
+
+    /// The connection to `broker`, opened if needed.
+    pub async fn connection(&mut self, broker: i32) -> Result<&mut Connection, ClientError> {
+        if !self.connections.contains_key(&broker) {
+            let addr = self
+                .brokers
+                .get(&broker)
+                .cloned()
+                .ok_or_else(|| ClientError::Protocol(format!("unknown broker {broker}")))?;
+            let conn = Connection::connect(&addr).await?;
+            self.connections.insert(broker, conn);
+        }
+        Ok(self.connections.get_mut(&broker).expect("inserted above"))
+    }
+
+    /// Forgets a connection after an error, so the next use reconnects.
+    pub fn drop_connection(&mut self, broker: i32) {
+        self.connections.remove(&broker);
+    }
+
+    /// Any connection: the first known broker, else a bootstrap server.
+    pub async fn any_connection(&mut self) -> Result<&mut Connection, ClientError> {
+        if self.brokers.is_empty() {
+            self.refresh(Some(&[]), false).await?;
+        }
+        let broker = *self
+            .brokers
+            .keys()
+            .min()
+            .ok_or_else(|| ClientError::Protocol("no brokers".into()))?;
+        self.connection(broker).await
+    }
+}
+
+/// Whether an error means "refresh metadata and try again".
+pub fn is_retriable(error: ResponseError) -> bool {
+    error.is_retriable()
+        || matches!(
+            error,
+            ResponseError::NotLeaderOrFollower
+                | ResponseError::FencedLeaderEpoch
+                | ResponseError::UnknownLeaderEpoch
+                | ResponseError::LeaderNotAvailable
+        )
+}
