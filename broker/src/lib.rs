@@ -7,6 +7,7 @@
 //! work on the shared `state`: the metadata image (`image`, the seam the
 //! controller quorum replaces in issue 5) and the partitions (`partition`).
 
+pub mod admin_cli;
 pub mod config;
 pub mod dispatch;
 pub mod frame;

@@ -12,14 +12,25 @@ use std::path::PathBuf;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Baton: a Kafka-protocol broker with leader election you can trust.
+///
+/// With no subcommand, runs a broker (settings: defaults, then --config
+/// FILE, then BATON_* variables such as BATON_DATA_DIR, then flags).
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// A TOML file of settings (the same names as the flags, with '_').
-    #[arg(long, global = true)]
+    #[arg(long)]
     config: Option<PathBuf>,
     #[command(flatten)]
     settings: Settings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Administer topics and the cluster through a running broker.
+    Admin(broker::admin_cli::AdminArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +43,12 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Some(Command::Admin(args)) = cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(broker::admin_cli::run(args));
+    }
     let mut settings = Settings::default();
     if let Some(path) = &cli.config {
         settings = settings.overridden_by(Settings::from_file(path)?);

@@ -1,0 +1,222 @@
+//! `baton admin`: topic and cluster administration from the command line,
+//! through Baton's own admin client. Tables by default, `--json` for tools;
+//! any failure is an error message and a non-zero exit.
+
+use clap::{Args, Subcommand};
+use client::admin::TopicInfo;
+use client::Admin;
+use serde_json::json;
+
+/// `baton admin` arguments.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// A broker to bootstrap from (host:port, comma-separated for several).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create, list, describe or delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Describe the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Number of partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        /// Replicas per partition.
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i16,
+        /// Topic config as name=value (repeatable), e.g. retention.ms=86400000.
+        #[arg(long = "config", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+    },
+    /// List topics.
+    List,
+    /// Describe a topic's partitions.
+    Describe {
+        /// Topic name.
+        name: String,
+    },
+    /// Delete a topic.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Cluster id, controller and brokers.
+    Describe,
+}
+
+fn parse_config(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected name=value, got {text:?}"))
+}
+
+/// Runs one admin command.
+pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let mut admin = Admin::connect(&args.bootstrap)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", args.bootstrap))?;
+    match args.command {
+        AdminCommand::Topic(TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        }) => {
+            let configs: Vec<(&str, &str)> = configs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let id = admin
+                .create_topic(&name, partitions, replication_factor, &configs)
+                .await?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({ "name": name, "id": id.to_string(), "partitions": partitions })
+                );
+            } else {
+                println!("created topic {name} ({partitions} partitions, id {id})");
+            }
+        }
+        AdminCommand::Topic(TopicCommand::List) => {
+            let topics = admin.list_topics().await?;
+            if args.json {
+                let list: Vec<_> = topics.iter().map(|t| json!({ "name": t.name, "id": t.id.to_string(), "partitions": t.partitions.len() })).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                let rows = topics
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.name.clone(),
+                            t.partitions.len().to_string(),
+                            t.id.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(&["TOPIC", "PARTITIONS", "ID"], rows);
+            }
+        }
+        AdminCommand::Topic(TopicCommand::Describe { name }) => {
+            let topic = admin.describe_topic(&name).await?;
+            print_topic(&topic, args.json);
+        }
+        AdminCommand::Topic(TopicCommand::Delete { name }) => {
+            admin.delete_topic(&name).await?;
+            if args.json {
+                println!("{}", json!({ "deleted": name }));
+            } else {
+                println!("deleted topic {name}");
+            }
+        }
+        AdminCommand::Cluster(ClusterCommand::Describe) => {
+            let cluster = admin.describe_cluster().await?;
+            if args.json {
+                let brokers: Vec<_> = cluster
+                    .brokers
+                    .iter()
+                    .map(|b| json!({ "id": b.id, "host": b.host, "port": b.port }))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({ "cluster_id": cluster.cluster_id, "controller": cluster.controller, "brokers": brokers })
+                );
+            } else {
+                println!(
+                    "cluster {} (controller: broker {})",
+                    cluster.cluster_id, cluster.controller
+                );
+                let rows = cluster
+                    .brokers
+                    .iter()
+                    .map(|b| vec![b.id.to_string(), format!("{}:{}", b.host, b.port)])
+                    .collect();
+                print_table(&["BROKER", "ADDRESS"], rows);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ids(ids: &[i32]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn print_topic(topic: &TopicInfo, as_json: bool) {
+    if as_json {
+        let partitions: Vec<_> = topic
+            .partitions
+            .iter()
+            .map(|p| json!({ "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch, "replicas": p.replicas, "isr": p.isr }))
+            .collect();
+        println!(
+            "{}",
+            json!({ "name": topic.name, "id": topic.id.to_string(), "partitions": partitions })
+        );
+        return;
+    }
+    println!("topic {} (id {})", topic.name, topic.id);
+    let rows = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.partition.to_string(),
+                p.leader.to_string(),
+                p.leader_epoch.to_string(),
+                ids(&p.replicas),
+                ids(&p.isr),
+            ]
+        })
+        .collect();
+    print_table(
+        &["PARTITION", "LEADER", "LEADER_EPOCH", "REPLICAS", "ISR"],
+        rows,
+    );
+}
+
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

@@ -1,0 +1,111 @@
+//! `baton admin` against a running broker: tables, JSON, and clear errors
+//! with non-zero exits.
+
+mod common;
+
+use common::Baton;
+use std::process::{Command, Output};
+
+fn admin(addr: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["admin", "--bootstrap", addr])
+        .args(args)
+        .output()
+        .expect("run baton admin")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn topic_and_cluster_commands() {
+    let baton = Baton::start(&[]);
+    let a = &baton.addr;
+    let created = stdout(&admin(
+        a,
+        &[
+            "topic",
+            "create",
+            "orders",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=60000",
+        ],
+    ));
+    assert!(
+        created.starts_with("created topic orders (3 partitions"),
+        "{created}"
+    );
+
+    let list = stdout(&admin(a, &["topic", "list"]));
+    assert!(list.lines().next().unwrap().starts_with("TOPIC"), "{list}");
+    assert!(list.contains("orders  3"), "{list}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&admin(a, &["topic", "list", "--json"]))).unwrap();
+    assert_eq!(json[0]["name"], "orders");
+    assert_eq!(json[0]["partitions"], 3);
+
+    let described = stdout(&admin(a, &["topic", "describe", "orders"]));
+    assert!(
+        described.contains("PARTITION  LEADER  LEADER_EPOCH  REPLICAS  ISR"),
+        "{described}"
+    );
+    assert_eq!(
+        described
+            .lines()
+            .filter(|l| l.ends_with("1             1         1"))
+            .count(),
+        3,
+        "{described}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&admin(
+        a,
+        &["topic", "describe", "orders", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(json["partitions"][2]["leader_epoch"], 1);
+
+    let cluster: serde_json::Value =
+        serde_json::from_str(&stdout(&admin(a, &["cluster", "describe", "--json"]))).unwrap();
+    assert_eq!(cluster["controller"], 1);
+    assert_eq!(
+        cluster["brokers"][0]["port"].to_string(),
+        a.rsplit(':').next().unwrap()
+    );
+
+    assert!(stdout(&admin(a, &["topic", "delete", "orders"])).contains("deleted topic orders"));
+    assert_eq!(stdout(&admin(a, &["topic", "list", "--json"])).trim(), "[]");
+}
+
+#[test]
+fn errors_are_clear_and_exit_non_zero() {
+    let baton = Baton::start(&[]);
+    let a = &baton.addr;
+    stdout(&admin(a, &["topic", "create", "dup"]));
+    let cases: [(&[&str], &str); 5] = [
+        (&["topic", "create", "dup"], "TopicAlreadyExists"),
+        (&["topic", "create", "bad name"], "InvalidTopicException"),
+        (&["topic", "describe", "missing"], "UnknownTopicOrPartition"),
+        (&["topic", "delete", "missing"], "UnknownTopicOrPartition"),
+        (
+            &["topic", "create", "x", "--config", "nonsense"],
+            "expected name=value",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = admin(a, args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    let out = admin("127.0.0.1:1", &["topic", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach 127.0.0.1:1"));
+}
