@@ -14,7 +14,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kafka_protocol::ResponseError;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// What the connection does after a request.
@@ -28,34 +30,79 @@ pub enum Outcome {
     Close(String),
 }
 
-/// Handles one request frame (without its size prefix).
-pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes) -> Outcome {
+/// A response now, or one that completes later (a pipelined Produce).
+pub enum Prepared {
+    /// The outcome is known.
+    Now(Outcome),
+    /// The request took effect in order; its response completes later.
+    Later(Pin<Box<dyn Future<Output = Outcome> + Send>>),
+}
+
+/// Handles one request frame (without its size prefix) to the end.
+pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
+    match prepare(broker, frame).await {
+        Prepared::Now(outcome) => outcome,
+        Prepared::Later(future) => future.await,
+    }
+}
+
+/// Handles one request frame up to the point where later requests on the
+/// same connection may start: everything but a Produce's commit wait.
+pub async fn prepare(broker: &Arc<Broker>, frame: Bytes) -> Prepared {
+    let (api_key, version, correlation_id, request) = match decode(frame) {
+        Ok(decoded) => decoded,
+        Err(outcome) => return Prepared::Now(outcome),
+    };
+    if let RequestKind::Produce(r) = request {
+        let pending = handlers::produce::prepare(broker, r, version).await;
+        return Prepared::Later(Box::pin(async move {
+            match pending.await {
+                Some(response) => encode(
+                    api_key,
+                    version,
+                    correlation_id,
+                    &ResponseKind::Produce(response),
+                ),
+                None => Outcome::Silent,
+            }
+        }));
+    }
+    Prepared::Now(match route(broker, request, version).await {
+        Some(response) => encode(api_key, version, correlation_id, &response),
+        None => Outcome::Silent,
+    })
+}
+
+/// (API, version, correlation id, request), or the outcome for bad input.
+type Decoded = (ApiKey, i16, i32, RequestKind);
+
+fn decode(mut frame: Bytes) -> Result<Decoded, Outcome> {
     if frame.len() < 8 {
-        return Outcome::Close(format!(
+        return Err(Outcome::Close(format!(
             "{}-byte request is too short for a header",
             frame.len()
-        ));
+        )));
     }
-    let (raw_key, version) = (
-        i16::from_be_bytes([frame[0], frame[1]]),
-        i16::from_be_bytes([frame[2], frame[3]]),
-    );
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Ok(api_key) = ApiKey::try_from(raw_key) else {
-        return Outcome::Close(format!("unknown API key {raw_key}"));
+        return Err(Outcome::Close(format!("unknown API key {raw_key}")));
     };
     if !versions::supports(api_key, version) {
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer in v0 with the versions we do support.
-            let body = handlers::api_versions(ResponseError::UnsupportedVersion.code());
-            return encode(
+            let body = api_versions_body(ResponseError::UnsupportedVersion.code());
+            return Err(encode(
                 ApiKey::ApiVersions,
                 0,
                 correlation_id,
                 &ResponseKind::ApiVersions(body),
-            );
+            ));
         }
-        return Outcome::Close(format!("unsupported version {version} of {api_key:?}"));
+        return Err(Outcome::Close(format!(
+            "unsupported version {version} of {api_key:?}"
+        )));
     }
     let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))?;
@@ -64,8 +111,16 @@ pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes) -> Outcome {
     }));
     let (header, request) = match decoded {
         Ok(Ok(decoded)) => decoded,
-        Ok(Err(e)) => return Outcome::Close(format!("malformed {api_key:?} v{version}: {e}")),
-        Err(_) => return Outcome::Close(format!("undecodable {api_key:?} v{version}")),
+        Ok(Err(e)) => {
+            return Err(Outcome::Close(format!(
+                "malformed {api_key:?} v{version}: {e}"
+            )))
+        }
+        Err(_) => {
+            return Err(Outcome::Close(format!(
+                "undecodable {api_key:?} v{version}"
+            )))
+        }
     };
     if frame.has_remaining() {
         tracing::debug!(
@@ -75,10 +130,7 @@ pub async fn handle(broker: &Arc<Broker>, mut frame: Bytes) -> Outcome {
             "trailing bytes after request"
         );
     }
-    match route(broker, request, version).await {
-        Some(response) => encode(api_key, version, header.correlation_id, &response),
-        None => Outcome::Silent,
-    }
+    Ok((api_key, version, header.correlation_id, request))
 }
 
 async fn route(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<ResponseKind> {
@@ -86,9 +138,6 @@ async fn route(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Opti
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions(0)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
-        RequestKind::Produce(r) => {
-            ResponseKind::Produce(produce::handle(broker, r, version).await?)
-        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(offsets::list_offsets(broker, r, version).await)

@@ -107,8 +107,8 @@ impl Partition {
         })
     }
 
-    /// Appends on a blocking thread and, once the flush policy is met,
-    /// advances the high watermark. Returns where the batches landed.
+    /// Appends (on a blocking thread) without waiting for the flush policy:
+    /// calls made in order land in order. Follow with [`commit`](Self::commit).
     pub async fn append(
         &self,
         batches: bytes::Bytes,
@@ -116,11 +116,21 @@ impl Partition {
     ) -> Result<AppendInfo, AppendError> {
         let log = self.log.clone();
         let epoch = self.leader_epoch;
-        let info = tokio::task::spawn_blocking(move || log.append(&batches, epoch, now_ms))
+        tokio::task::spawn_blocking(move || log.append_unsynced(&batches, epoch, now_ms))
             .await
-            .map_err(|e| AppendError::Storage(storage::Failure::Offline(e.to_string())))??;
+            .map_err(|e| AppendError::Storage(storage::Failure::Offline(e.to_string())))?
+    }
+
+    /// Waits until the flush policy is met for `info` (group commit: waits
+    /// of pipelined appends share fdatasyncs), then advances the high
+    /// watermark.
+    pub async fn commit(&self, info: AppendInfo, now_ms: i64) -> Result<(), storage::Failure> {
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || log.commit(&info, now_ms))
+            .await
+            .map_err(|e| storage::Failure::Offline(e.to_string()))??;
         self.advance_high_watermark();
-        Ok(info)
+        Ok(())
     }
 
     /// Moves the high watermark up to what is committed on this single

@@ -2,7 +2,7 @@
 //! (Kafka answers a connection's requests in the order they came), and a
 //! maintenance task for timed flushes, retention and checkpoints.
 
-use crate::dispatch::{self, Outcome};
+use crate::dispatch::{self, Outcome, Prepared};
 use crate::frame;
 use crate::state::Broker;
 use std::future::Future;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 /// Serves until `shutdown` completes, then closes every log cleanly.
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
@@ -35,25 +36,50 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
     close_logs(&broker);
 }
 
+/// Requests of one connection whose responses may be pending at once.
+const IN_FLIGHT_MAX: usize = 64;
+
+/// Reads requests and lets each take effect in order; a writer task sends
+/// the responses in the same order. Only a Produce's wait for its commit
+/// overlaps with later requests, so pipelined produces share fdatasyncs.
 async fn connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (read, write) = stream.into_split();
-    let (mut read, mut write) = (BufReader::new(read), BufWriter::new(write));
+    let mut read = BufReader::new(read);
+    let (pending_tx, mut pending_rx) = mpsc::channel::<Prepared>(IN_FLIGHT_MAX);
+    let writer = tokio::spawn(async move {
+        let mut write = BufWriter::new(write);
+        while let Some(prepared) = pending_rx.recv().await {
+            let outcome = match prepared {
+                Prepared::Now(outcome) => outcome,
+                Prepared::Later(future) => future.await,
+            };
+            match outcome {
+                Outcome::Respond(body) => frame::write_frame(&mut write, &body)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Outcome::Silent => {}
+                Outcome::Close(reason) => return Err(reason),
+            }
+        }
+        Ok(())
+    });
     let max = broker.config.socket_request_max_bytes;
-    loop {
+    let read_result = loop {
         let request = match frame::read_frame(&mut read, max).await {
             Ok(Some(request)) => request,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e.to_string()),
         };
-        match dispatch::handle(&broker, request).await {
-            Outcome::Respond(body) => frame::write_frame(&mut write, &body)
-                .await
-                .map_err(|e| e.to_string())?,
-            Outcome::Silent => {}
-            Outcome::Close(reason) => return Err(reason),
+        let prepared = dispatch::prepare(&broker, request).await;
+        let closing = matches!(prepared, Prepared::Now(Outcome::Close(_)));
+        if pending_tx.send(prepared).await.is_err() || closing {
+            break Ok(()); // the writer stopped (it reports why) or will close
         }
-    }
+    };
+    drop(pending_tx);
+    let written = writer.await.map_err(|e| e.to_string())?;
+    read_result.and(written)
 }
 
 /// Timed work: interval flushes (every 100 ms), high-watermark checkpoints

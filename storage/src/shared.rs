@@ -60,16 +60,33 @@ impl SharedLog {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
-        let (info, policy) = {
-            let mut log = self.lock();
-            (log.append(batches, leader_epoch, now_ms)?, log.config.flush)
-        };
-        match policy {
-            FlushPolicy::Always => self.wait_durable(info.last_offset + 1, now_ms)?,
-            FlushPolicy::Interval(_) => self.flush_if_due(now_ms)?,
-            FlushPolicy::Never => {}
-        }
+        let info = self.append_unsynced(batches, leader_epoch, now_ms)?;
+        self.commit(&info, now_ms)?;
         Ok(info)
+    }
+
+    /// The first half of [`append`](Self::append): writes, in call order,
+    /// without waiting for the flush policy. A caller that pipelines
+    /// requests appends each in order, then [`commit`](Self::commit)s them
+    /// concurrently, so they share fdatasyncs.
+    pub fn append_unsynced(
+        &self,
+        batches: &[u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        self.lock().append(batches, leader_epoch, now_ms)
+    }
+
+    /// The second half of [`append`](Self::append): returns once the flush
+    /// policy is met for `info` (with `Always`, once its bytes are synced).
+    pub fn commit(&self, info: &AppendInfo, now_ms: i64) -> Result<(), Failure> {
+        let policy = self.lock().config.flush;
+        match policy {
+            FlushPolicy::Always => self.wait_durable(info.last_offset + 1, now_ms),
+            FlushPolicy::Interval(_) => self.flush_if_due(now_ms),
+            FlushPolicy::Never => Ok(()),
+        }
     }
 
     /// With `FlushPolicy::Interval`, syncs when the interval has passed since

@@ -1,89 +1,98 @@
-//! Produce: validate each partition's batches, check the producer's epoch
-//! token, append with the flush policy, answer with the base offset.
+//! Produce, in two phases so a connection can pipeline requests: `prepare`
+//! validates each partition's batches, checks the producer's epoch token and
+//! appends, in request order; the future it returns waits for the flush
+//! policy (pipelined requests share fdatasyncs) and builds the response.
 
 use super::{check_epoch, now_ms, topic_name};
+use crate::partition::Partition;
 use crate::state::Broker;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::ResponseError;
+use std::future::Future;
 use std::sync::Arc;
 use storage::batch::{self, BatchError};
-use storage::AppendError;
+use storage::{AppendError, AppendInfo};
 
-/// Handles a Produce request; `None` for acks=0, which gets no response.
-pub async fn handle(
+type Appended = Result<(Arc<Partition>, AppendInfo), ResponseError>;
+
+/// Appends every partition's batches now, in order; the returned future
+/// resolves to the response once they are committed (`None` for acks=0).
+pub async fn prepare(
     broker: &Arc<Broker>,
     request: ProduceRequest,
     version: i16,
-) -> Option<ProduceResponse> {
+) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = request.acks;
-    let mut pending = Vec::new();
+    let mut appended: Vec<(String, i32, Appended)> = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         for partition in topic.partition_data {
-            let broker = broker.clone();
-            let index = partition.index;
-            let records = partition.records;
-            let transactional = request.transactional_id.is_some();
-            let topic = name.clone();
-            let task = tokio::spawn(async move {
-                if transactional {
-                    return Err(ResponseError::TransactionalIdAuthorizationFailed);
-                }
-                if !matches!(acks, -1..=1) {
-                    return Err(ResponseError::InvalidRequiredAcks);
-                }
-                append(&broker, &topic, index, records).await
-            });
-            pending.push((name.clone(), index, task));
+            let result = if request.transactional_id.is_some() {
+                Err(ResponseError::TransactionalIdAuthorizationFailed)
+            } else if !matches!(acks, -1..=1) {
+                Err(ResponseError::InvalidRequiredAcks)
+            } else {
+                append(broker, &name, partition.index, partition.records).await
+            };
+            appended.push((name.clone(), partition.index, result));
         }
     }
-    let mut topics: Vec<TopicProduceResponse> = Vec::new();
-    for (name, index, task) in pending {
-        let result = task.await.unwrap_or(Err(ResponseError::UnknownServerError));
-        let (start, base) = match &result {
-            Ok((start, base)) => (*start, *base),
-            Err(_) => (-1, -1),
-        };
-        let response = PartitionProduceResponse::default()
-            .with_index(index)
-            .with_error_code(super::code(&result))
-            .with_base_offset(base)
-            .with_log_append_time_ms(-1)
-            .with_log_start_offset(if version >= 5 { start } else { -1 });
-        match topics.iter_mut().find(|t| t.name.0.as_str() == name) {
-            Some(t) => t.partition_responses.push(response),
-            None => topics.push(
-                TopicProduceResponse::default()
-                    .with_name(topic_name(&name))
-                    .with_partition_responses(vec![response]),
-            ),
+    let broker = broker.clone();
+    async move {
+        let now = now_ms();
+        let mut topics: Vec<TopicProduceResponse> = Vec::new();
+        for (name, index, result) in appended {
+            let committed = match result {
+                Ok((partition, info)) => match partition.commit(info, now).await {
+                    Ok(()) => Ok((partition.offsets().0, info.base_offset)),
+                    Err(e) => {
+                        tracing::error!(topic = %name, partition = index, error = %e, "commit failed");
+                        Err(ResponseError::KafkaStorageError)
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            let (start, base) = committed.unwrap_or((-1, -1));
+            let response = PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(super::code(&committed))
+                .with_base_offset(base)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(if version >= 5 { start } else { -1 });
+            match topics.iter_mut().find(|t| t.name.0.as_str() == name) {
+                Some(t) => t.partition_responses.push(response),
+                None => topics.push(
+                    TopicProduceResponse::default()
+                        .with_name(topic_name(&name))
+                        .with_partition_responses(vec![response]),
+                ),
+            }
         }
+        broker.notify_data();
+        (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
 }
 
-/// Appends one partition's batches: (log start offset, base offset).
+/// Validates and appends one partition's batches (not yet committed).
 async fn append(
     broker: &Broker,
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
-) -> Result<(i64, i64), ResponseError> {
+) -> Appended {
     let partition = broker
         .partition(topic, index)
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
     let records = records.ok_or(ResponseError::CorruptMessage)?;
     check_tokens(&records, partition.leader_epoch)?;
     let info = partition.append(records, now_ms()).await.map_err(|e| {
-        let code = append_error_code(&e);
         tracing::debug!(topic, partition = index, error = %e, "produce refused");
-        code
+        append_error_code(&e)
     })?;
-    broker.notify_data();
-    Ok((partition.offsets().0, info.base_offset))
+    Ok((partition, info))
 }
 
 /// The producer's `partitionLeaderEpoch` in each batch is a fencing token

@@ -1,0 +1,450 @@
+//! Broker throughput benchmark: produce, consume and end-to-end latency
+//! through Baton's Rust client, each figure next to this machine's own limits
+//! measured in the same run (loopback TCP throughput, and the disk's
+//! sequential write-plus-fdatasync rate). The produce workload also runs with
+//! librdkafka (kcat) as the producer, so the broker's figure does not rest on
+//! one client.
+//!
+//! Without `--bootstrap` it starts `baton` (the binary next to this one)
+//! on a free port with a temporary data directory under `--dir`.
+
+use clap::{Parser, ValueEnum};
+use client::{Admin, Consumer, ConsumerConfig, Producer, ProducerConfig, Record};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Workload {
+    /// Produce as fast as possible, then at half that rate for latency.
+    Produce,
+    /// Consume what `produce` wrote.
+    Consume,
+    /// Produce and consume at once: latency from send to receipt.
+    E2e,
+    /// All three.
+    All,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Baton produce/consume throughput and latency next to the machine's limits")]
+struct Args {
+    /// What to run.
+    #[arg(value_enum, default_value = "all")]
+    workload: Workload,
+    /// A running broker; without it the benchmark starts its own.
+    #[arg(long)]
+    bootstrap: Option<String>,
+    /// Where a started broker keeps its data (on the disk to measure).
+    #[arg(long, default_value = "target/baton-bench")]
+    dir: PathBuf,
+    /// Records to produce.
+    #[arg(long, default_value_t = 300_000)]
+    records: usize,
+    /// Bytes of value per record.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Producer batch.size in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    batch_size: usize,
+    /// Producer linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// acks: 0, 1 or -1 (all).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    acks: i16,
+    /// Partitions of the benchmark topic.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Broker flush policy when the benchmark starts its own broker.
+    #[arg(long, default_value = "always")]
+    flush: String,
+}
+
+struct Broker {
+    child: Option<Child>,
+    addr: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start_broker(args: &Args) -> Broker {
+    if let Some(addr) = &args.bootstrap {
+        return Broker {
+            child: None,
+            addr: addr.clone(),
+        };
+    }
+    let exe = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("baton");
+    assert!(
+        exe.exists(),
+        "{} not found: build it with cargo build --release",
+        exe.display()
+    );
+    let data = args.dir.join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    let mut child = Command::new(exe)
+        .args([
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+            "--flush",
+            &args.flush,
+        ])
+        .env("BATON_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start baton");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("baton output");
+    let addr = line
+        .trim()
+        .strip_prefix("baton listening on ")
+        .expect("listening line")
+        .to_string();
+    Broker {
+        child: Some(child),
+        addr,
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec}")
+            .expect("template"),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn mb_s(bytes: f64, secs: f64) -> f64 {
+    bytes / secs / 1e6
+}
+
+fn percentiles(h: &Histogram<u64>) -> String {
+    let ms = |v: u64| v as f64 / 1000.0;
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max())
+    )
+}
+
+/// Produces `args.records` records; `rate` limits records per second.
+/// Returns (seconds, latency histogram in µs).
+async fn produce(args: &Args, addr: &str, topic: &str, rate: Option<f64>) -> (f64, Histogram<u64>) {
+    let mut config = ProducerConfig::new(addr);
+    config.acks = args.acks;
+    config.batch_size = args.batch_size;
+    config.linger = Duration::from_millis(args.linger_ms);
+    let producer = Arc::new(Producer::new(config).await.expect("producer"));
+    let latencies = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+    ));
+    let value = vec![b'x'; args.record_size];
+    let progress = bar(
+        args.records as u64,
+        if rate.is_some() {
+            "half rate"
+        } else {
+            "produce"
+        },
+    );
+    let start = Instant::now();
+    let mut waiters = Vec::new();
+    for i in 0..args.records {
+        if let Some(rate) = rate {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let record = Record::new(topic, value.clone()).with_partition(i as i32 % args.partitions);
+        let sent_at = Instant::now();
+        let delivery = producer.send(record).await.expect("send");
+        let (latencies, progress) = (latencies.clone(), progress.clone());
+        waiters.push(tokio::spawn(async move {
+            delivery.await.expect("delivery");
+            let us = sent_at.elapsed().as_micros() as u64;
+            latencies
+                .lock()
+                .expect("histogram")
+                .record(us.max(1))
+                .expect("record");
+            progress.inc(1);
+        }));
+    }
+    for w in waiters {
+        w.await.expect("waiter");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    progress.finish_and_clear();
+    let h = latencies.lock().expect("histogram").clone();
+    (secs, h)
+}
+
+async fn consume(args: &Args, addr: &str, topic: &str) -> (f64, u64) {
+    let mut consumer = Consumer::new(ConsumerConfig::new(addr))
+        .await
+        .expect("consumer");
+    let assignment: Vec<(&str, i32)> = (0..args.partitions).map(|p| (topic, p)).collect();
+    consumer.assign(&assignment);
+    for p in 0..args.partitions {
+        consumer.seek(topic, p, 0);
+    }
+    let progress = bar(args.records as u64, "consume");
+    let (start, mut count, mut bytes) = (Instant::now(), 0usize, 0u64);
+    while count < args.records {
+        for r in consumer.poll(Duration::from_secs(1)).await.expect("poll") {
+            bytes += r.value.map_or(0, |v| v.len() as u64);
+            count += 1;
+        }
+        progress.set_position(count as u64);
+    }
+    progress.finish_and_clear();
+    (start.elapsed().as_secs_f64(), bytes)
+}
+
+/// Send-to-receipt latency with producer and consumer running together.
+async fn end_to_end(args: &Args, addr: &str, topic: &str) -> Histogram<u64> {
+    let clock = Instant::now();
+    let records = args.records.min(50_000);
+    let consumer_topic = topic.to_string();
+    let addr_c = addr.to_string();
+    let reader = tokio::spawn(async move {
+        let mut consumer = Consumer::new(ConsumerConfig::new(&addr_c))
+            .await
+            .expect("consumer");
+        consumer.assign(&[(&consumer_topic, 0)]);
+        consumer.seek(&consumer_topic, 0, 0);
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        let mut seen = 0;
+        while seen < records {
+            for r in consumer
+                .poll(Duration::from_millis(100))
+                .await
+                .expect("poll")
+            {
+                let value = r.value.expect("value");
+                let sent = u64::from_be_bytes(value[..8].try_into().expect("stamp"));
+                let now = clock.elapsed().as_micros() as u64;
+                h.record(now.saturating_sub(sent).max(1)).expect("record");
+                seen += 1;
+            }
+        }
+        h
+    });
+    let producer = Producer::new(ProducerConfig::new(addr))
+        .await
+        .expect("producer");
+    let rate = 10_000.0;
+    let start = Instant::now();
+    for i in 0..records {
+        tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
+        let mut value = (clock.elapsed().as_micros() as u64).to_be_bytes().to_vec();
+        value.resize(args.record_size.max(8), b'x');
+        let _ = producer
+            .send(Record::new(topic, value).with_partition(0))
+            .await
+            .expect("send");
+    }
+    reader.await.expect("reader")
+}
+
+/// Same records through librdkafka (kcat): (seconds, records) or why not.
+fn kcat_produce(args: &Args, addr: &str, topic: &str) -> Result<f64, String> {
+    let input = args.dir.join("kcat-input");
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(&input).map_err(|e| e.to_string())?);
+    let line = vec![b'x'; args.record_size];
+    for _ in 0..args.records {
+        file.write_all(&line)
+            .and_then(|()| file.write_all(b"\n"))
+            .map_err(|e| e.to_string())?;
+    }
+    file.flush().map_err(|e| e.to_string())?;
+    drop(file);
+    let acks = if args.acks == -1 {
+        "all".to_string()
+    } else {
+        args.acks.to_string()
+    };
+    let start = Instant::now();
+    let status = Command::new("kcat")
+        .args([
+            "-b",
+            addr,
+            "-P",
+            "-t",
+            topic,
+            "-l",
+            input.to_str().expect("utf-8"),
+        ])
+        .args([
+            "-X",
+            &format!("acks={acks}"),
+            "-X",
+            &format!("linger.ms={}", args.linger_ms),
+        ])
+        .args([
+            "-X",
+            &format!("batch.size={}", args.batch_size),
+            "-X",
+            "enable.idempotence=false",
+        ])
+        .status()
+        .map_err(|e| format!("kcat not runnable ({e}): run scripts/setup-test-deps.sh"))?;
+    let secs = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&input);
+    if !status.success() {
+        return Err(format!("kcat exited with {status}"));
+    }
+    Ok(secs)
+}
+
+/// Loopback TCP throughput: one connection, 64 KiB writes, 2 GB.
+async fn loopback_limit() -> f64 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let total: u64 = 2_000_000_000;
+    let sink = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = 0u64;
+        while got < total {
+            let n = s.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+    });
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let chunk = vec![7u8; 1 << 16];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < total {
+        s.write_all(&chunk).await.expect("write");
+        sent += chunk.len() as u64;
+    }
+    sink.await.expect("sink");
+    mb_s(total as f64, start.elapsed().as_secs_f64())
+}
+
+/// Disk limit: sequential 1 MiB writes, each followed by fdatasync, 256 MiB.
+fn disk_limit(dir: &Path) -> f64 {
+    let path = dir.join("disk-limit");
+    let mut f = std::fs::File::create(&path).expect("create");
+    let chunk = vec![9u8; 1 << 20];
+    let start = Instant::now();
+    for _ in 0..256 {
+        f.write_all(&chunk).expect("write");
+        f.sync_data().expect("fdatasync");
+    }
+    let result = mb_s((256u64 << 20) as f64, start.elapsed().as_secs_f64());
+    let _ = std::fs::remove_file(path);
+    result
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.dir).expect("bench dir");
+    let broker = start_broker(&args);
+    let loopback = loopback_limit().await;
+    let disk = disk_limit(&args.dir);
+    let limit = loopback.min(disk);
+    println!("baton-bench: {} records of {} B, batch {} B, linger {} ms, acks {}, {} partition(s), flush {}",
+        args.records, args.record_size, args.batch_size, args.linger_ms, args.acks, args.partitions, args.flush);
+    println!("machine limits (same run): loopback TCP {loopback:.0} MB/s, disk write+fdatasync (1 MiB) {disk:.0} MB/s");
+    let bytes = (args.records * args.record_size) as f64;
+    let mut admin = Admin::connect(&broker.addr).await.expect("admin");
+    let topic = format!("bench-{}", std::process::id());
+    admin
+        .create_topic(&topic, args.partitions, 1, &[])
+        .await
+        .expect("create topic");
+    let mut peak = None;
+    if matches!(
+        args.workload,
+        Workload::Produce | Workload::All | Workload::Consume
+    ) {
+        let (secs, h) = produce(&args, &broker.addr, &topic, None).await;
+        let rate = args.records as f64 / secs;
+        peak = Some(rate);
+        println!(
+            "produce (baton client): {:.1} MB/s, {:.0} records/s, {:.0}% of the lower limit; {}",
+            mb_s(bytes, secs),
+            rate,
+            100.0 * mb_s(bytes, secs) / limit,
+            percentiles(&h)
+        );
+    }
+    if matches!(args.workload, Workload::Produce | Workload::All) {
+        let half_topic = format!("{topic}-half");
+        admin
+            .create_topic(&half_topic, args.partitions, 1, &[])
+            .await
+            .expect("create topic");
+        let rate = peak.expect("peak measured") / 2.0;
+        let (secs, h) = produce(&args, &broker.addr, &half_topic, Some(rate)).await;
+        println!(
+            "produce at half of peak ({:.0} records/s): {:.1} MB/s; {}",
+            rate,
+            mb_s(bytes, secs),
+            percentiles(&h)
+        );
+        let kcat_topic = format!("{topic}-kcat");
+        admin
+            .create_topic(&kcat_topic, args.partitions, 1, &[])
+            .await
+            .expect("create topic");
+        match kcat_produce(&args, &broker.addr, &kcat_topic) {
+            Ok(secs) => println!("produce (librdkafka via kcat, same workload): {:.1} MB/s, {:.0} records/s, {:.0}% of the lower limit",
+                mb_s(bytes, secs), args.records as f64 / secs, 100.0 * mb_s(bytes, secs) / limit),
+            Err(why) => println!("produce (librdkafka via kcat): not run: {why}"),
+        }
+    }
+    if matches!(args.workload, Workload::Consume | Workload::All) {
+        let (secs, read) = consume(&args, &broker.addr, &topic).await;
+        println!(
+            "consume (baton client): {:.1} MB/s, {:.0} records/s, {:.0}% of loopback",
+            mb_s(read as f64, secs),
+            args.records as f64 / secs,
+            100.0 * mb_s(read as f64, secs) / loopback
+        );
+    }
+    if matches!(args.workload, Workload::E2e | Workload::All) {
+        let e2e_topic = format!("{topic}-e2e");
+        admin
+            .create_topic(&e2e_topic, 1, 1, &[])
+            .await
+            .expect("create topic");
+        let h = end_to_end(&args, &broker.addr, &e2e_topic).await;
+        println!(
+            "end-to-end at 10k records/s (send to consumer receipt): {}",
+            percentiles(&h)
+        );
+    }
+}
