@@ -262,10 +262,13 @@ async fn end_to_end(args: &Args, addr: &str, topic: &str) -> Histogram<u64> {
         tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
         let mut value = (clock.elapsed().as_micros() as u64).to_be_bytes().to_vec();
         value.resize(args.record_size.max(8), b'x');
-        let _ = producer
-            .send(Record::new(topic, value).with_partition(0))
-            .await
-            .expect("send");
+        // Delivery is observed by the consumer side; the future is not awaited.
+        drop(
+            producer
+                .send(Record::new(topic, value).with_partition(0))
+                .await
+                .expect("send"),
+        );
     }
     reader.await.expect("reader")
 }
