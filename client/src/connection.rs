@@ -86,6 +86,17 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<R::Response, ClientError> {
+        let correlation_id = self.send_request(request, version).await?;
+        self.receive::<R>(version, correlation_id).await
+    }
+
+    /// Writes `request` without waiting for the response (pipelining);
+    /// returns its correlation id. Responses come back in request order.
+    pub async fn send_request<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<i32, ClientError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -97,16 +108,26 @@ impl Connection {
             .encode(&mut body, R::header_version(version))
             .and_then(|()| request.encode(&mut body, version))
             .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
+        self.write_frame(&body).await?;
+        Ok(self.correlation_id)
+    }
+
+    /// Reads the response to the request sent with `correlation_id`.
+    pub async fn receive<R: Request>(
+        &mut self,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<R::Response, ClientError> {
         let mut response = self
-            .round_trip(&body)
+            .read_frame()
             .await?
             .ok_or_else(|| self.io(std::io::ErrorKind::UnexpectedEof.into()))?;
         let header = ResponseHeader::decode(&mut response, R::Response::header_version(version))
             .map_err(|e| ClientError::Protocol(format!("bad response header: {e}")))?;
-        if header.correlation_id != self.correlation_id {
+        if header.correlation_id != correlation_id {
             return Err(ClientError::Protocol(format!(
-                "correlation id {} where {} was expected",
-                header.correlation_id, self.correlation_id
+                "correlation id {} where {correlation_id} was expected",
+                header.correlation_id
             )));
         }
         R::Response::decode(&mut response, version)
@@ -119,18 +140,7 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<(), ClientError> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, R::header_version(version))
-            .and_then(|()| request.encode(&mut body, version))
-            .map_err(|e| ClientError::Protocol(format!("cannot encode request: {e}")))?;
-        self.write_frame(&body).await
+        self.send_request(request, version).await.map(drop)
     }
 
     async fn write_frame(&mut self, body: &[u8]) -> Result<(), ClientError> {
@@ -154,11 +164,6 @@ impl Connection {
         }
         .await;
         written.map_err(|e| self.io(e))?;
-        self.read_frame().await
-    }
-
-    async fn round_trip(&mut self, body: &[u8]) -> Result<Option<Bytes>, ClientError> {
-        self.write_frame(body).await?;
         self.read_frame().await
     }
 

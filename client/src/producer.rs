@@ -3,8 +3,9 @@
 //! after refreshing metadata when leadership moved. Each batch carries the
 //! producer's known leader epoch in `partitionLeaderEpoch`, so a stale leader
 //! view is fenced by the broker rather than written (CLAIMS.md, claim 3).
-//! One batch per partition is in flight at a time, which keeps a
-//! partition's records in order across retries.
+//! Up to five batches per partition are in flight on one connection
+//! (Kafka's `max.in.flight.requests.per.connection`), so the broker's group
+//! commit can share one fdatasync among them.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), client::ClientError> {
@@ -269,39 +270,141 @@ impl Producer {
     }
 }
 
-/// Batches and sends one partition's records, one batch in flight.
+/// Batches one partition may have in flight, as Kafka's
+/// `max.in.flight.requests.per.connection`. As in Kafka without the
+/// idempotent producer, a retried batch may land after a later one.
+const IN_FLIGHT_MAX: usize = 5;
+
+/// A sent batch waiting for its response.
+struct InFlight {
+    batch: Vec<Pending>,
+    correlation_id: i32,
+}
+
+/// Records waiting to form a batch.
+#[derive(Default)]
+struct Staged {
+    records: Vec<Pending>,
+    size: usize,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Staged {
+    fn push(&mut self, p: Pending) {
+        self.size += p.record.size();
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+        self.records.push(p);
+    }
+    fn take(&mut self) -> Vec<Pending> {
+        self.size = 0;
+        self.since = None;
+        std::mem::take(&mut self.records)
+    }
+}
+
+/// Batches and sends one partition's records on one connection, with up to
+/// `IN_FLIGHT_MAX` batches in flight; responses arrive in order.
 async fn partition_worker(
     shared: Arc<Shared>,
     topic: String,
     partition: i32,
     mut rx: mpsc::Receiver<Pending>,
 ) {
+    let config = shared.config.clone();
     let mut conn: Option<(i32, Connection)> = None;
-    while let Some(first) = rx.recv().await {
-        let deadline = tokio::time::Instant::now() + shared.config.linger;
-        let mut size = first.record.size();
-        let mut batch = vec![first];
-        while size < shared.config.batch_size {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(p)) => {
-                    size += p.record.size();
-                    batch.push(p);
-                }
-                _ => break,
+    let mut staged = Staged::default();
+    let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
+    let mut open = true;
+    loop {
+        while open && staged.size < config.batch_size {
+            match rx.try_recv() {
+                Ok(p) => staged.push(p),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
-        let result = send_with_retries(&shared, &topic, partition, &batch, &mut conn).await;
-        for (i, p) in batch.into_iter().enumerate() {
-            let outcome = match &result {
-                Ok(base) => Ok(RecordMetadata {
-                    topic: topic.clone(),
-                    partition,
-                    offset: if *base < 0 { -1 } else { base + i as i64 },
-                }),
-                Err(e) => Err(ClientError::Protocol(e.to_string())),
-            };
-            let _ = p.done.send(outcome);
+        let lingered = staged.since.is_some_and(|t| t.elapsed() >= config.linger);
+        let ripe =
+            !staged.records.is_empty() && (staged.size >= config.batch_size || lingered || !open);
+        if ripe && config.acks == 0 {
+            let batch = staged.take();
+            let result = send_with_retries(&shared, &topic, partition, &batch, &mut conn).await;
+            complete(&topic, partition, batch, result);
+            continue;
         }
+        if ripe && in_flight.len() < IN_FLIGHT_MAX {
+            let batch = staged.take();
+            match start_send(&shared, &topic, partition, &batch, &mut conn).await {
+                Ok(correlation_id) => in_flight.push_back(InFlight {
+                    batch,
+                    correlation_id,
+                }),
+                Err(_) => {
+                    conn = None;
+                    let result =
+                        send_with_retries(&shared, &topic, partition, &batch, &mut conn).await;
+                    complete(&topic, partition, batch, result);
+                }
+            }
+            continue;
+        }
+        if let Some(front) = in_flight.pop_front() {
+            let result = match conn.as_mut() {
+                Some((_, c)) => match c
+                    .receive::<ProduceRequest>(PRODUCE_VERSION, front.correlation_id)
+                    .await
+                {
+                    Ok(response) => partition_result(&topic, partition, &response),
+                    Err(e) => Err(e),
+                },
+                None => Err(ClientError::Protocol("connection lost".into())),
+            };
+            match result {
+                Ok(base) => complete(&topic, partition, front.batch, Ok(base)),
+                Err(_) => {
+                    // Abandon the connection; resend this batch and every
+                    // later one in order through the retrying path.
+                    conn = None;
+                    let mut again = vec![front];
+                    again.extend(in_flight.drain(..));
+                    for f in again {
+                        let result =
+                            send_with_retries(&shared, &topic, partition, &f.batch, &mut conn)
+                                .await;
+                        complete(&topic, partition, f.batch, result);
+                    }
+                }
+            }
+            continue;
+        }
+        if !open && staged.records.is_empty() {
+            return;
+        }
+        let next = match staged.since {
+            Some(t) => tokio::time::timeout_at(t + config.linger, rx.recv())
+                .await
+                .ok(),
+            None => Some(rx.recv().await),
+        };
+        match next {
+            Some(Some(p)) => staged.push(p),
+            Some(None) => open = false,
+            None => {} // linger passed: the batch is ripe now
+        }
+    }
+}
+
+fn complete(topic: &str, partition: i32, batch: Vec<Pending>, result: Result<i64, ClientError>) {
+    for (i, p) in batch.into_iter().enumerate() {
+        let outcome = match &result {
+            Ok(base) => Ok(RecordMetadata {
+                topic: topic.to_string(),
+                partition,
+                offset: if *base < 0 { -1 } else { base + i as i64 },
+            }),
+            Err(e) => Err(ClientError::Protocol(e.to_string())),
+        };
+        let _ = p.done.send(outcome);
     }
 }
 
@@ -347,24 +450,27 @@ async fn send_with_retries(
     }
 }
 
-async fn send_once(
+/// Writes the batch's Produce request to the partition leader; returns its
+/// correlation id.
+async fn start_send(
     shared: &Shared,
     topic: &str,
     partition: i32,
     batch: &[Pending],
     conn: &mut Option<(i32, Connection)>,
-) -> Result<i64, ClientError> {
-    let (leader, addr) = {
+) -> Result<i32, ClientError> {
+    let leader = {
         let mut cluster = shared.cluster.lock().await;
         let leader = cluster.leader_or_refresh(topic, partition).await?;
-        (leader, cluster.broker_addr(leader.broker))
+        if conn.as_ref().is_none_or(|(b, _)| *b != leader.broker) {
+            let addr = cluster.broker_addr(leader.broker).ok_or_else(|| {
+                ClientError::Protocol(format!("no address for broker {}", leader.broker))
+            })?;
+            drop(cluster);
+            *conn = Some((leader.broker, Connection::connect(&addr).await?));
+        }
+        leader
     };
-    if conn.as_ref().is_none_or(|(b, _)| *b != leader.broker) {
-        let addr = addr.ok_or_else(|| {
-            ClientError::Protocol(format!("no address for broker {}", leader.broker))
-        })?;
-        *conn = Some((leader.broker, Connection::connect(&addr).await?));
-    }
     let (_, connection) = conn.as_mut().expect("connected above");
     let records = encode(batch, leader.epoch, shared.config.compression)?;
     let request = ProduceRequest::default()
@@ -375,13 +481,33 @@ async fn send_once(
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
                 .with_records(Some(records))])]);
+    connection.send_request(&request, PRODUCE_VERSION).await
+}
+
+/// Sends one batch and waits for its response: the base offset.
+async fn send_once(
+    shared: &Shared,
+    topic: &str,
+    partition: i32,
+    batch: &[Pending],
+    conn: &mut Option<(i32, Connection)>,
+) -> Result<i64, ClientError> {
+    let correlation_id = start_send(shared, topic, partition, batch, conn).await?;
     if shared.config.acks == 0 {
-        connection
-            .send_no_response(&request, PRODUCE_VERSION)
-            .await?;
         return Ok(-1);
     }
-    let response = connection.send(&request, PRODUCE_VERSION).await?;
+    let (_, connection) = conn.as_mut().expect("connected by start_send");
+    let response = connection
+        .receive::<ProduceRequest>(PRODUCE_VERSION, correlation_id)
+        .await?;
+    partition_result(topic, partition, &response)
+}
+
+fn partition_result(
+    topic: &str,
+    partition: i32,
+    response: &kafka_protocol::messages::ProduceResponse,
+) -> Result<i64, ClientError> {
     let p = response
         .responses
         .first()
