@@ -107,28 +107,24 @@ impl Partition {
         })
     }
 
-    /// Appends (on a blocking thread) without waiting for the flush policy:
-    /// calls made in order land in order. Follow with [`commit`](Self::commit).
-    pub async fn append(
-        &self,
-        batches: bytes::Bytes,
-        now_ms: i64,
-    ) -> Result<AppendInfo, AppendError> {
-        let log = self.log.clone();
-        let epoch = self.leader_epoch;
-        tokio::task::spawn_blocking(move || log.append_unsynced(&batches, epoch, now_ms))
-            .await
-            .map_err(|e| AppendError::Storage(storage::Failure::Offline(e.to_string())))?
+    /// Appends without waiting for the flush policy: calls made in order
+    /// land in order. The write goes to the page cache (the sync is what
+    /// blocks), so it runs on the calling task, as Kafka's request handler
+    /// threads append. Follow with [`commit`](Self::commit).
+    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
+        self.log.append_unsynced(batches, self.leader_epoch, now_ms)
     }
 
-    /// Waits until the flush policy is met for `info` (group commit: waits
-    /// of pipelined appends share fdatasyncs), then advances the high
-    /// watermark.
+    /// Waits until the flush policy is met for `info`, then advances the
+    /// high watermark. Pipelined appends share fdatasyncs (group commit); one
+    /// that an earlier sync already covered returns without a thread hop.
     pub async fn commit(&self, info: AppendInfo, now_ms: i64) -> Result<(), storage::Failure> {
-        let log = self.log.clone();
-        tokio::task::spawn_blocking(move || log.commit(&info, now_ms))
-            .await
-            .map_err(|e| storage::Failure::Offline(e.to_string()))??;
+        if !self.log.is_committed(&info) {
+            let log = self.log.clone();
+            tokio::task::spawn_blocking(move || log.commit(&info, now_ms))
+                .await
+                .map_err(|e| storage::Failure::Offline(e.to_string()))??;
+        }
         self.advance_high_watermark();
         Ok(())
     }

@@ -78,6 +78,17 @@ impl SharedLog {
         self.lock().append(batches, leader_epoch, now_ms)
     }
 
+    /// Whether the flush policy is already met for `info` (with `Always`:
+    /// its bytes are synced; otherwise nothing more to wait for).
+    pub fn is_committed(&self, info: &AppendInfo) -> bool {
+        let log = self.lock();
+        match log.config.flush {
+            FlushPolicy::Always => log.flushed_offset() > info.last_offset,
+            FlushPolicy::Interval(_) => false,
+            FlushPolicy::Never => true,
+        }
+    }
+
     /// The second half of [`append`](Self::append): returns once the flush
     /// policy is met for `info` (with `Always`, once its bytes are synced).
     pub fn commit(&self, info: &AppendInfo, now_ms: i64) -> Result<(), Failure> {

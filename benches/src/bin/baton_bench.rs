@@ -171,8 +171,25 @@ async fn produce(args: &Args, addr: &str, topic: &str, rate: Option<f64>) -> (f6
             "produce"
         },
     );
+    // One collector awaits deliveries in send order (they complete in order
+    // per partition), instead of a task per record.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, client::Delivery)>(100_000);
+    let collector = {
+        let (latencies, progress) = (latencies.clone(), progress.clone());
+        tokio::spawn(async move {
+            while let Some((sent_at, delivery)) = rx.recv().await {
+                delivery.await.expect("delivery");
+                let us = sent_at.elapsed().as_micros() as u64;
+                latencies
+                    .lock()
+                    .expect("histogram")
+                    .record(us.max(1))
+                    .expect("record");
+                progress.inc(1);
+            }
+        })
+    };
     let start = Instant::now();
-    let mut waiters = Vec::new();
     for i in 0..args.records {
         if let Some(rate) = rate {
             let due = start + Duration::from_secs_f64(i as f64 / rate);
@@ -181,21 +198,10 @@ async fn produce(args: &Args, addr: &str, topic: &str, rate: Option<f64>) -> (f6
         let record = Record::new(topic, value.clone()).with_partition(i as i32 % args.partitions);
         let sent_at = Instant::now();
         let delivery = producer.send(record).await.expect("send");
-        let (latencies, progress) = (latencies.clone(), progress.clone());
-        waiters.push(tokio::spawn(async move {
-            delivery.await.expect("delivery");
-            let us = sent_at.elapsed().as_micros() as u64;
-            latencies
-                .lock()
-                .expect("histogram")
-                .record(us.max(1))
-                .expect("record");
-            progress.inc(1);
-        }));
+        tx.send((sent_at, delivery)).await.expect("collector");
     }
-    for w in waiters {
-        w.await.expect("waiter");
-    }
+    drop(tx);
+    collector.await.expect("collector");
     let secs = start.elapsed().as_secs_f64();
     progress.finish_and_clear();
     let h = latencies.lock().expect("histogram").clone();

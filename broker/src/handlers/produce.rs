@@ -88,7 +88,7 @@ async fn append(
         .ok_or(ResponseError::UnknownTopicOrPartition)?;
     let records = records.ok_or(ResponseError::CorruptMessage)?;
     check_tokens(&records, partition.leader_epoch)?;
-    let info = partition.append(records, now_ms()).await.map_err(|e| {
+    let info = partition.append(&records, now_ms()).map_err(|e| {
         tracing::debug!(topic, partition = index, error = %e, "produce refused");
         append_error_code(&e)
     })?;
