@@ -75,6 +75,18 @@ async fn produce_and_consume_ten_thousand_records() {
         }
     }
 
+    // A delivery that cannot succeed fails with the Kafka error, typed.
+    let doomed = producer
+        .send(Record::new("no-such-topic", b"v".to_vec()).with_partition(0))
+        .await
+        .unwrap();
+    match doomed.await.unwrap_err() {
+        client::ClientError::Exhausted { last, .. } => {
+            assert!(matches!(*last, client::ClientError::Kafka { .. }), "{last}")
+        }
+        other => panic!("expected retries to run out on a Kafka error, got {other}"),
+    }
+
     let cluster = admin.describe_cluster().await.unwrap();
     assert_eq!((cluster.controller, cluster.brokers.len()), (1, 1));
     assert_eq!(admin.list_topics().await.unwrap().len(), 1);

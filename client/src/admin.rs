@@ -18,7 +18,6 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, MetadataRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 
 /// One partition of a described topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,23 +73,6 @@ pub struct Admin {
     cluster: Cluster,
 }
 
-fn check(
-    code: i16,
-    context: impl Fn() -> String,
-    message: Option<&StrBytes>,
-) -> Result<(), ClientError> {
-    match ResponseError::try_from_code(code) {
-        None => Ok(()),
-        Some(error) => Err(ClientError::Kafka {
-            context: match message.filter(|m| !m.is_empty()) {
-                Some(m) => format!("{}: {m}", context()),
-                None => context(),
-            },
-            error,
-        }),
-    }
-}
-
 impl Admin {
     /// Connects through `bootstrap` (comma-separated host:port).
     pub async fn connect(bootstrap: &str) -> Result<Admin, ClientError> {
@@ -132,7 +114,7 @@ impl Admin {
             .topics
             .first()
             .ok_or_else(|| ClientError::Protocol("empty CreateTopics response".into()))?;
-        check(
+        ClientError::check(
             t.error_code,
             || format!("create topic {name}"),
             t.error_message.as_ref(),
@@ -157,7 +139,7 @@ impl Admin {
             .responses
             .first()
             .ok_or_else(|| ClientError::Protocol("empty DeleteTopics response".into()))?;
-        check(
+        ClientError::check(
             t.error_code,
             || format!("delete topic {name}"),
             t.error_message.as_ref(),
@@ -195,7 +177,7 @@ impl Admin {
         let mut topics = Vec::new();
         for t in response.topics {
             let shown = t.name.as_ref().map_or(String::new(), |n| n.0.to_string());
-            check(t.error_code, || format!("describe topic {shown}"), None)?;
+            ClientError::check(t.error_code, || format!("describe topic {shown}"), None)?;
             let mut partitions: Vec<PartitionInfo> = t
                 .partitions
                 .iter()
@@ -226,7 +208,7 @@ impl Admin {
             .await?
             .send(&DescribeClusterRequest::default(), 1)
             .await?;
-        check(
+        ClientError::check(
             response.error_code,
             || "describe cluster".into(),
             response.error_message.as_ref(),

@@ -42,6 +42,48 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// `Ok` for error code 0, else the Kafka error with `context` (and the
+    /// broker's message, when it sent one).
+    pub fn check(
+        code: i16,
+        context: impl FnOnce() -> String,
+        message: Option<&StrBytes>,
+    ) -> Result<(), ClientError> {
+        match kafka_protocol::ResponseError::try_from_code(code) {
+            None => Ok(()),
+            Some(error) => {
+                let context = match message.filter(|m| !m.is_empty()) {
+                    Some(m) => format!("{}: {m}", context()),
+                    None => context(),
+                };
+                Err(ClientError::Kafka { context, error })
+            }
+        }
+    }
+}
+
+impl Clone for ClientError {
+    /// I/O errors are not `Clone`: the copy keeps their kind and message.
+    fn clone(&self) -> Self {
+        match self {
+            ClientError::Io { addr, source } => ClientError::Io {
+                addr: addr.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            ClientError::Protocol(m) => ClientError::Protocol(m.clone()),
+            ClientError::Kafka { context, error } => ClientError::Kafka {
+                context: context.clone(),
+                error: *error,
+            },
+            ClientError::Exhausted { attempts, last } => ClientError::Exhausted {
+                attempts: *attempts,
+                last: last.clone(),
+            },
+        }
+    }
+}
+
 /// A connection to one broker.
 #[derive(Debug)]
 pub struct Connection {

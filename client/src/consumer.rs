@@ -111,13 +111,6 @@ pub struct Consumer {
     positions: BTreeMap<(String, i32), Position>,
 }
 
-fn kafka(context: String, code: i16) -> Result<(), ClientError> {
-    match ResponseError::try_from_code(code) {
-        None => Ok(()),
-        Some(error) => Err(ClientError::Kafka { context, error }),
-    }
-}
-
 impl Consumer {
     /// Connects to the cluster.
     pub async fn new(config: ConsumerConfig) -> Result<Consumer, ClientError> {
@@ -319,7 +312,11 @@ impl Consumer {
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or_else(|| ClientError::Protocol("empty ListOffsets response".into()))?;
-        kafka(format!("list offsets of {topic}-{partition}"), p.error_code)?;
+        ClientError::check(
+            p.error_code,
+            || format!("list offsets of {topic}-{partition}"),
+            None,
+        )?;
         Ok(p.offset)
     }
 
@@ -357,9 +354,10 @@ impl Consumer {
             .first()
             .and_then(|t| t.partitions.first())
             .ok_or_else(|| ClientError::Protocol("empty OffsetForLeaderEpoch response".into()))?;
-        kafka(
-            format!("validate position of {topic}-{partition}"),
+        ClientError::check(
             p.error_code,
+            || format!("validate position of {topic}-{partition}"),
+            None,
         )?;
         if p.end_offset < 0 {
             // The leader knows nothing of our epoch: start over per policy.

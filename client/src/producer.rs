@@ -402,7 +402,7 @@ fn complete(topic: &str, partition: i32, batch: Vec<Pending>, result: Result<i64
                 partition,
                 offset: if *base < 0 { -1 } else { base + i as i64 },
             }),
-            Err(e) => Err(ClientError::Protocol(e.to_string())),
+            Err(e) => Err(e.clone()),
         };
         let _ = p.done.send(outcome);
     }
@@ -513,13 +513,12 @@ fn partition_result(
         .first()
         .and_then(|t| t.partition_responses.first())
         .ok_or_else(|| ClientError::Protocol("empty Produce response".into()))?;
-    match ResponseError::try_from_code(p.error_code) {
-        None => Ok(p.base_offset),
-        Some(error) => Err(ClientError::Kafka {
-            context: format!("produce to {topic}-{partition}"),
-            error,
-        }),
-    }
+    ClientError::check(
+        p.error_code,
+        || format!("produce to {topic}-{partition}"),
+        None,
+    )?;
+    Ok(p.base_offset)
 }
 
 /// One RecordBatch v2 of the records, stamped with the known leader epoch.
