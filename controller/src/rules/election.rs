@@ -141,7 +141,15 @@ mod tests {
     #[test]
     fn broker_gone_table() {
         type Expect = Option<(Option<i32>, Vec<i32>, i32, i32)>;
-        let cases: Vec<(&str, PartitionState, i32, &'static [i32], bool, Expect)> = vec![
+        type Case = (
+            &'static str,
+            PartitionState,
+            i32,
+            &'static [i32],
+            bool,
+            Expect,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "leader dies: next ISR member in replica order",
                 state(&[1, 2, 3], &[1, 2, 3], Some(1)),
