@@ -3,5 +3,6 @@
 //! of the metadata and of time passed in (`rules`); the Raft quorum that
 //! replicates the metadata is built on `openraft`.
 
+pub mod commands;
 pub mod metadata;
 pub mod rules;
