@@ -5,4 +5,5 @@
 
 pub mod commands;
 pub mod metadata;
+pub mod raft;
 pub mod rules;
