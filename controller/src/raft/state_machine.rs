@@ -85,6 +85,7 @@ impl StateMachine {
     }
 }
 
+#[allow(clippy::result_large_err)] // openraft dictates the error type
 fn save(dir: &Path, snapshot: &StoredSnapshot) -> Result<(), StorageError<NodeId>> {
     let subject = || ErrorSubject::Snapshot(Some(snapshot.meta.signature()));
     let bytes =
