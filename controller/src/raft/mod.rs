@@ -3,6 +3,8 @@
 //! machine of [`crate::metadata::ClusterMetadata`] with persisted snapshots.
 
 pub mod log_store;
+pub mod network;
+pub mod node;
 pub mod state_machine;
 
 use crate::commands::{Command, CommandResult};

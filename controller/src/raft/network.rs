@@ -1,0 +1,235 @@
+//! Raft RPC between controllers over TCP: length-prefixed JSON frames, one
+//! request then its response. Frames are bounded; a malformed one closes the
+//! connection and changes nothing.
+
+use super::{NodeId, TypeConfig};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Largest RPC frame accepted (snapshots travel in chunks).
+pub const FRAME_MAX_BYTES: usize = 64 << 20;
+
+/// A Raft RPC.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum RaftRequest {
+    /// AppendEntries.
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// Vote.
+    Vote(VoteRequest<NodeId>),
+    /// InstallSnapshot (one chunk).
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// Its answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum RaftResponse {
+    /// To AppendEntries.
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    /// To Vote.
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// To InstallSnapshot.
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+}
+
+/// Writes one frame.
+pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    stream.write_all(&(body.len() as u32).to_be_bytes()).await?;
+    stream.write_all(&body).await?;
+    stream.flush().await
+}
+
+/// Reads one frame; `None` at a clean close.
+pub async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> std::io::Result<Option<T>> {
+    let mut len = [0u8; 4];
+    match stream.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > FRAME_MAX_BYTES {
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes exceeds {FRAME_MAX_BYTES}"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(std::io::Error::other)
+}
+
+/// Serves Raft RPCs for `raft` on `listener` until the task is dropped.
+pub async fn serve(raft: Raft<TypeConfig>, listener: TcpListener) {
+    loop {
+        let Ok((mut stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            loop {
+                let request: RaftRequest = match read_frame(&mut stream).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "closing raft connection on a bad frame");
+                        return;
+                    }
+                };
+                let response = match request {
+                    RaftRequest::AppendEntries(r) => {
+                        RaftResponse::AppendEntries(raft.append_entries(r).await)
+                    }
+                    RaftRequest::Vote(r) => RaftResponse::Vote(raft.vote(r).await),
+                    RaftRequest::InstallSnapshot(r) => {
+                        RaftResponse::InstallSnapshot(raft.install_snapshot(r).await)
+                    }
+                };
+                if write_frame(&mut stream, &response).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Opens clients to other controllers.
+#[derive(Debug, Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Client;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Client {
+        Client {
+            target,
+            addr: node.addr.clone(),
+            stream: None,
+        }
+    }
+}
+
+/// One controller's client to another, reconnecting after errors.
+#[derive(Debug)]
+pub struct Client {
+    target: NodeId,
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+impl Client {
+    async fn call(
+        &mut self,
+        request: &RaftRequest,
+        option: &RPCOption,
+    ) -> Result<RaftResponse, std::io::Error> {
+        let timeout = option.hard_ttl();
+        let exchange = async {
+            if self.stream.is_none() {
+                self.stream = Some(TcpStream::connect(&self.addr).await?);
+            }
+            let stream = self.stream.as_mut().expect("connected above");
+            write_frame(stream, request).await?;
+            read_frame(stream)
+                .await?
+                .ok_or_else(|| std::io::Error::other("connection closed"))
+        };
+        let result = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "raft rpc timed out",
+            )),
+        };
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+}
+
+fn unreachable<E: std::error::Error>(e: std::io::Error) -> RPCError<NodeId, BasicNode, E> {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        RPCError::Unreachable(Unreachable::new(&e))
+    } else {
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+fn wrong_answer<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other(
+        "mismatched raft response",
+    )))
+}
+
+impl RaftNetwork<TypeConfig> for Client {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self
+            .call(&RaftRequest::AppendEntries(rpc), &option)
+            .await
+            .map_err(unreachable)?
+        {
+            RaftResponse::AppendEntries(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(wrong_answer()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self
+            .call(&RaftRequest::InstallSnapshot(rpc), &option)
+            .await
+            .map_err(unreachable)?
+        {
+            RaftResponse::InstallSnapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(wrong_answer()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self
+            .call(&RaftRequest::Vote(rpc), &option)
+            .await
+            .map_err(unreachable)?
+        {
+            RaftResponse::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(wrong_answer()),
+        }
+    }
+}

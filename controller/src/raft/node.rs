@@ -1,0 +1,172 @@
+//! One controller: openraft over the durable log store and state machine,
+//! serving Raft RPCs on its listener. On first start every controller
+//! proposes the same initial membership; once any log exists the proposal
+//! is refused, which is how restarts and duplicates are told apart.
+
+use super::log_store::LogStore;
+use super::network::{self, Network};
+use super::state_machine::{State, StateMachine};
+use super::{NodeId, TypeConfig};
+use crate::commands::{Command, CommandResult};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Raft};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A controller's settings.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// This controller's id.
+    pub id: NodeId,
+    /// Every controller of the quorum, this one included: id -> host:port.
+    pub quorum: BTreeMap<NodeId, String>,
+    /// Where the Raft log, vote and snapshots live.
+    pub data_dir: PathBuf,
+    /// Raft heartbeat interval.
+    pub heartbeat: Duration,
+    /// Raft election timeout range (randomized within it).
+    pub election_timeout: (Duration, Duration),
+    /// `unclean.leader.election.enable` (off by default).
+    pub unclean_leader_election: bool,
+}
+
+impl ControllerConfig {
+    /// Defaults: 100 ms heartbeats, elections after 300-600 ms.
+    pub fn new(
+        id: NodeId,
+        quorum: BTreeMap<NodeId, String>,
+        data_dir: PathBuf,
+    ) -> ControllerConfig {
+        ControllerConfig {
+            id,
+            quorum,
+            data_dir,
+            heartbeat: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(300), Duration::from_millis(600)),
+            unclean_leader_election: false,
+        }
+    }
+}
+
+/// Why a controller could not start or a proposal did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The configuration is unusable.
+    #[error("invalid controller config: {0}")]
+    Config(String),
+    /// Disk I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// This controller is not the active one; `leader` is, if known.
+    #[error("not the active controller (active: {leader:?})")]
+    NotLeader {
+        /// The active controller, if known.
+        leader: Option<NodeId>,
+    },
+    /// Raft failed (shut down, storage error).
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A running controller.
+pub struct Controller {
+    /// The Raft node.
+    pub raft: Raft<TypeConfig>,
+    state: StateMachine,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("leader", &self.leader())
+            .finish()
+    }
+}
+
+impl Controller {
+    /// Starts (or restarts from disk) a controller serving on `listener`.
+    pub async fn start(
+        config: ControllerConfig,
+        listener: tokio::net::TcpListener,
+    ) -> Result<Controller, ControllerError> {
+        if !config.quorum.contains_key(&config.id) {
+            return Err(ControllerError::Config(format!(
+                "controller {} is not in its own quorum",
+                config.id
+            )));
+        }
+        let raft_config = openraft::Config {
+            cluster_name: "baton".into(),
+            heartbeat_interval: config.heartbeat.as_millis() as u64,
+            election_timeout_min: config.election_timeout.0.as_millis() as u64,
+            election_timeout_max: config.election_timeout.1.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1_000),
+            max_in_snapshot_log_to_keep: 100,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| ControllerError::Config(e.to_string()))?;
+        let log = LogStore::open(&config.data_dir.join("raft"))?;
+        let state = StateMachine::open(
+            &config.data_dir.join("state"),
+            config.unclean_leader_election,
+        )?;
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            Network,
+            log,
+            state.clone(),
+        )
+        .await
+        .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        let server = tokio::spawn(network::serve(raft.clone(), listener));
+        let members: BTreeMap<NodeId, BasicNode> = config
+            .quorum
+            .iter()
+            .map(|(&id, addr)| (id, BasicNode::new(addr.clone())))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(e) => return Err(ControllerError::Raft(e.to_string())),
+        }
+        Ok(Controller {
+            raft,
+            state,
+            server,
+        })
+    }
+
+    /// Commits `command` through the quorum (on the active controller).
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ControllerError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Err(e) => Err(ControllerError::Raft(e.to_string())),
+        }
+    }
+
+    /// The applied state (metadata and last applied entry).
+    pub fn state(&self) -> State {
+        self.state.state()
+    }
+
+    /// The active controller as this one knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Stops Raft and the RPC server; its listener is closed on return.
+    pub async fn shutdown(self) {
+        self.server.abort();
+        let _ = self.server.await; // the listener drops with the task
+        let _ = self.raft.shutdown().await;
+    }
+}

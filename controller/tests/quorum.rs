@@ -1,0 +1,170 @@
+//! Three controllers on loopback (in-process, real TCP): the quorum
+//! survives the loss of its leader without losing committed metadata,
+//! commits nothing without a majority, and resumes from disk (claim 9).
+
+use controller::commands::{Command, CommandResult};
+use controller::raft::node::{Controller, ControllerConfig};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+async fn start(id: u64, quorum: &BTreeMap<u64, String>, dir: &Path) -> Controller {
+    let listener = TcpListener::bind(&quorum[&id]).await.expect("bind");
+    let config = ControllerConfig::new(id, quorum.clone(), dir.join(format!("c{id}")));
+    Controller::start(config, listener).await.expect("start")
+}
+
+/// Waits for the running controllers to agree on a leader among them.
+async fn leader(nodes: &BTreeMap<u64, Controller>, within: Duration) -> u64 {
+    let start = Instant::now();
+    loop {
+        let views: Vec<Option<u64>> = nodes.values().map(|c| c.leader()).collect();
+        if let Some(Some(l)) = views.first() {
+            if nodes.contains_key(l) && views.iter().all(|v| v == &Some(*l)) {
+                return *l;
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "no agreed leader within {within:?}: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn register(node: &Controller, id: i32) -> Option<u64> {
+    match node
+        .propose(Command::RegisterBroker {
+            id,
+            endpoint: format!("b{id}:9092"),
+        })
+        .await
+    {
+        Ok(CommandResult::Ok { broker_epoch, .. }) => broker_epoch,
+        other => panic!("registration failed: {other:?}"),
+    }
+}
+
+async fn converge(nodes: &BTreeMap<u64, Controller>, brokers: usize) {
+    let start = Instant::now();
+    while nodes
+        .values()
+        .any(|c| c.state().metadata.brokers.len() != brokers)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "controllers did not converge"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut quorum = BTreeMap::new();
+    for id in 1..=3u64 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        quorum.insert(id, probe.local_addr().unwrap().to_string());
+    }
+    let mut nodes = BTreeMap::new();
+    for id in 1..=3 {
+        nodes.insert(id, start(id, &quorum, dir.path()).await);
+    }
+    let first = leader(&nodes, Duration::from_secs(10)).await;
+    assert_eq!(register(&nodes[&first], 1).await, Some(1));
+    converge(&nodes, 1).await;
+
+    // The active controller dies: another takes over, nothing committed is lost.
+    nodes.remove(&first).unwrap().shutdown().await;
+    let lost_at = Instant::now();
+    let second = leader(&nodes, Duration::from_secs(10)).await;
+    let takeover = lost_at.elapsed();
+    assert_ne!(second, first);
+    // Two election timeouts (2 x 600 ms), plus scheduling slack on 2 cores.
+    assert!(
+        takeover < Duration::from_millis(2_000),
+        "takeover took {takeover:?}"
+    );
+    assert_eq!(
+        register(&nodes[&second], 2).await,
+        Some(2),
+        "epoch 1 was not lost or reused"
+    );
+    converge(&nodes, 2).await;
+
+    // A majority down: nothing commits.
+    nodes.remove(&second).unwrap().shutdown().await;
+    let (&last_id, last) = nodes.iter().next().unwrap();
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(2),
+        last.propose(Command::RegisterBroker {
+            id: 3,
+            endpoint: "b3:9092".into(),
+        }),
+    )
+    .await;
+    assert!(
+        !matches!(attempt, Ok(Ok(_))),
+        "committed without a majority: {attempt:?}"
+    );
+    assert_eq!(last.state().metadata.brokers.len(), 2);
+
+    // The others return from disk: the metadata is there, and progress resumes.
+    for id in [first, second] {
+        nodes.insert(id, start(id, &quorum, dir.path()).await);
+    }
+    let third = leader(&nodes, Duration::from_secs(10)).await;
+    let epoch = register(&nodes[&third], 3).await;
+    assert!(epoch >= Some(3), "broker epochs only rise: {epoch:?}");
+    converge(&nodes, 3).await;
+    for (id, node) in &nodes {
+        let meta = node.state().metadata;
+        assert_eq!(
+            meta.brokers.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2, 3],
+            "controller {id}"
+        );
+    }
+    let _ = last_id;
+    for (_, node) in std::mem::take(&mut nodes) {
+        node.shutdown().await;
+    }
+}
+
+/// Malformed Raft RPCs (oversized frame, bytes that are not a request)
+/// close their connection and change nothing; the controller keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_raft_rpcs_change_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap().to_string();
+    drop(probe);
+    let quorum = BTreeMap::from([(1u64, addr.clone())]);
+    let node = start(1, &quorum, dir.path()).await;
+    let mut nodes = BTreeMap::from([(1u64, node)]);
+    leader(&nodes, Duration::from_secs(10)).await;
+    assert_eq!(register(&nodes[&1], 7).await, Some(1));
+    let before = nodes[&1].state().metadata;
+    let oversized = u32::MAX.to_be_bytes().to_vec();
+    let framed = |body: &[u8]| [&(body.len() as u32).to_be_bytes()[..], body].concat();
+    let not_json = framed(b"garbage!");
+    let wrong_shape = framed(b"{\"Vote\":42}");
+    for bytes in [oversized, not_json, wrong_shape] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("closed, not hung");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "expected the connection to close, got {read:?}"
+        );
+    }
+    assert_eq!(nodes[&1].state().metadata, before);
+    assert_eq!(register(&nodes[&1], 8).await, Some(2), "still committing");
+    nodes.remove(&1).unwrap().shutdown().await;
+}
