@@ -2,3 +2,4 @@
 
 pub mod election;
 pub mod lease;
+pub mod sessions;
