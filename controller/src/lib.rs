@@ -7,3 +7,4 @@ pub mod commands;
 pub mod metadata;
 pub mod raft;
 pub mod rules;
+pub mod service;

@@ -3,23 +3,35 @@
 //! commits nothing without a majority, and resumes from disk (claim 9).
 
 use controller::commands::{Command, CommandResult};
-use controller::raft::node::{Controller, ControllerConfig};
+use controller::raft::node::ControllerConfig;
+use controller::rules::lease::LeaseConfig;
+use controller::service::Running;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-async fn start(id: u64, quorum: &BTreeMap<u64, String>, dir: &Path) -> Controller {
+const LEASE: LeaseConfig = LeaseConfig {
+    session_timeout_ms: 1_000,
+    max_clock_drift_ppm: 10_000,
+};
+
+async fn start(id: u64, quorum: &BTreeMap<u64, String>, dir: &Path) -> Running {
     let listener = TcpListener::bind(&quorum[&id]).await.expect("bind");
     let config = ControllerConfig::new(id, quorum.clone(), dir.join(format!("c{id}")));
-    Controller::start(config, listener).await.expect("start")
+    controller::service::start(config, LEASE, listener)
+        .await
+        .expect("start")
 }
 
 /// Waits for the running controllers to agree on a leader among them.
-async fn leader(nodes: &BTreeMap<u64, Controller>, within: Duration) -> u64 {
+async fn leader(nodes: &BTreeMap<u64, Running>, within: Duration) -> u64 {
     let start = Instant::now();
     loop {
-        let views: Vec<Option<u64>> = nodes.values().map(|c| c.leader()).collect();
+        let views: Vec<Option<u64>> = nodes
+            .values()
+            .map(|c| c.service.controller.leader())
+            .collect();
         if let Some(Some(l)) = views.first() {
             if nodes.contains_key(l) && views.iter().all(|v| v == &Some(*l)) {
                 return *l;
@@ -33,8 +45,10 @@ async fn leader(nodes: &BTreeMap<u64, Controller>, within: Duration) -> u64 {
     }
 }
 
-async fn register(node: &Controller, id: i32) -> Option<u64> {
+async fn register(node: &Running, id: i32) -> Option<u64> {
     match node
+        .service
+        .controller
         .propose(Command::RegisterBroker {
             id,
             endpoint: format!("b{id}:9092"),
@@ -46,11 +60,11 @@ async fn register(node: &Controller, id: i32) -> Option<u64> {
     }
 }
 
-async fn converge(nodes: &BTreeMap<u64, Controller>, brokers: usize) {
+async fn converge(nodes: &BTreeMap<u64, Running>, brokers: usize) {
     let start = Instant::now();
     while nodes
         .values()
-        .any(|c| c.state().metadata.brokers.len() != brokers)
+        .any(|c| c.service.controller.state().metadata.brokers.len() != brokers)
     {
         assert!(
             start.elapsed() < Duration::from_secs(10),
@@ -99,7 +113,7 @@ async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_dis
     let (&last_id, last) = nodes.iter().next().unwrap();
     let attempt = tokio::time::timeout(
         Duration::from_secs(2),
-        last.propose(Command::RegisterBroker {
+        last.service.controller.propose(Command::RegisterBroker {
             id: 3,
             endpoint: "b3:9092".into(),
         }),
@@ -109,7 +123,7 @@ async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_dis
         !matches!(attempt, Ok(Ok(_))),
         "committed without a majority: {attempt:?}"
     );
-    assert_eq!(last.state().metadata.brokers.len(), 2);
+    assert_eq!(last.service.controller.state().metadata.brokers.len(), 2);
 
     // The others return from disk: the metadata is there, and progress resumes.
     for id in [first, second] {
@@ -120,7 +134,7 @@ async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_dis
     assert!(epoch >= Some(3), "broker epochs only rise: {epoch:?}");
     converge(&nodes, 3).await;
     for (id, node) in &nodes {
-        let meta = node.state().metadata;
+        let meta = node.service.controller.state().metadata;
         assert_eq!(
             meta.brokers.keys().copied().collect::<Vec<_>>(),
             vec![1, 2, 3],
@@ -147,7 +161,7 @@ async fn malformed_raft_rpcs_change_nothing() {
     let mut nodes = BTreeMap::from([(1u64, node)]);
     leader(&nodes, Duration::from_secs(10)).await;
     assert_eq!(register(&nodes[&1], 7).await, Some(1));
-    let before = nodes[&1].state().metadata;
+    let before = nodes[&1].service.controller.state().metadata;
     let oversized = u32::MAX.to_be_bytes().to_vec();
     let framed = |body: &[u8]| [&(body.len() as u32).to_be_bytes()[..], body].concat();
     let not_json = framed(b"garbage!");
@@ -164,7 +178,7 @@ async fn malformed_raft_rpcs_change_nothing() {
             "expected the connection to close, got {read:?}"
         );
     }
-    assert_eq!(nodes[&1].state().metadata, before);
+    assert_eq!(nodes[&1].service.controller.state().metadata, before);
     assert_eq!(register(&nodes[&1], 8).await, Some(2), "still committing");
     nodes.remove(&1).unwrap().shutdown().await;
 }

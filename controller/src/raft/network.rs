@@ -15,13 +15,13 @@ use openraft::{BasicNode, Raft};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Largest RPC frame accepted (snapshots travel in chunks).
 pub const FRAME_MAX_BYTES: usize = 64 << 20;
 
 /// A Raft RPC.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub enum RaftRequest {
     /// AppendEntries.
@@ -75,37 +75,24 @@ pub async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> std::io:
         .map_err(std::io::Error::other)
 }
 
-/// Serves Raft RPCs for `raft` on `listener` until the task is dropped.
-pub async fn serve(raft: Raft<TypeConfig>, listener: TcpListener) {
-    loop {
-        let Ok((mut stream, peer)) = listener.accept().await else {
-            continue;
-        };
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            loop {
-                let request: RaftRequest = match read_frame(&mut stream).await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return,
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "closing raft connection on a bad frame");
-                        return;
-                    }
-                };
-                let response = match request {
-                    RaftRequest::AppendEntries(r) => {
-                        RaftResponse::AppendEntries(raft.append_entries(r).await)
-                    }
-                    RaftRequest::Vote(r) => RaftResponse::Vote(raft.vote(r).await),
-                    RaftRequest::InstallSnapshot(r) => {
-                        RaftResponse::InstallSnapshot(raft.install_snapshot(r).await)
-                    }
-                };
-                if write_frame(&mut stream, &response).await.is_err() {
-                    return;
-                }
-            }
-        });
+/// Everything that travels on a controller's port.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub enum Wire {
+    /// Between controllers.
+    Raft(RaftRequest),
+    /// From brokers and tools.
+    Client(crate::service::ControllerRequest),
+}
+
+/// Handles one Raft RPC.
+pub async fn handle_raft(raft: &Raft<TypeConfig>, request: RaftRequest) -> RaftResponse {
+    match request {
+        RaftRequest::AppendEntries(r) => RaftResponse::AppendEntries(raft.append_entries(r).await),
+        RaftRequest::Vote(r) => RaftResponse::Vote(raft.vote(r).await),
+        RaftRequest::InstallSnapshot(r) => {
+            RaftResponse::InstallSnapshot(raft.install_snapshot(r).await)
+        }
     }
 }
 
@@ -145,7 +132,7 @@ impl Client {
                 self.stream = Some(TcpStream::connect(&self.addr).await?);
             }
             let stream = self.stream.as_mut().expect("connected above");
-            write_frame(stream, request).await?;
+            write_frame(stream, &Wire::Raft(request.clone())).await?;
             read_frame(stream)
                 .await?
                 .ok_or_else(|| std::io::Error::other("connection closed"))

@@ -1,10 +1,10 @@
 //! One controller: openraft over the durable log store and state machine,
-//! serving Raft RPCs on its listener. On first start every controller
+//! whose port `crate::service` serves. On first start every controller
 //! proposes the same initial membership; once any log exists the proposal
 //! is refused, which is how restarts and duplicates are told apart.
 
 use super::log_store::LogStore;
-use super::network::{self, Network};
+use super::network::Network;
 use super::state_machine::{State, StateMachine};
 use super::{NodeId, TypeConfig};
 use crate::commands::{Command, CommandResult};
@@ -75,7 +75,6 @@ pub struct Controller {
     /// The Raft node.
     pub raft: Raft<TypeConfig>,
     state: StateMachine,
-    server: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -87,11 +86,9 @@ impl std::fmt::Debug for Controller {
 }
 
 impl Controller {
-    /// Starts (or restarts from disk) a controller serving on `listener`.
-    pub async fn start(
-        config: ControllerConfig,
-        listener: tokio::net::TcpListener,
-    ) -> Result<Controller, ControllerError> {
+    /// Starts (or restarts from disk) a controller. Its port is served by
+    /// [`crate::service::start`], which calls this.
+    pub async fn start(config: ControllerConfig) -> Result<Controller, ControllerError> {
         if !config.quorum.contains_key(&config.id) {
             return Err(ControllerError::Config(format!(
                 "controller {} is not in its own quorum",
@@ -123,7 +120,6 @@ impl Controller {
         )
         .await
         .map_err(|e| ControllerError::Raft(e.to_string()))?;
-        let server = tokio::spawn(network::serve(raft.clone(), listener));
         let members: BTreeMap<NodeId, BasicNode> = config
             .quorum
             .iter()
@@ -133,11 +129,7 @@ impl Controller {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(ControllerError::Raft(e.to_string())),
         }
-        Ok(Controller {
-            raft,
-            state,
-            server,
-        })
+        Ok(Controller { raft, state })
     }
 
     /// Commits `command` through the quorum (on the active controller).
@@ -163,10 +155,8 @@ impl Controller {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Stops Raft and the RPC server; its listener is closed on return.
-    pub async fn shutdown(self) {
-        self.server.abort();
-        let _ = self.server.await; // the listener drops with the task
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
     }
 }

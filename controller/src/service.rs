@@ -1,0 +1,522 @@
+//! What brokers and tools ask a controller, on the same port as Raft:
+//! register, heartbeat, topic changes, the quorum's state, and a long-polled
+//! metadata feed. Changes are accepted only by the active controller; the
+//! others answer with the active one's id and address.
+
+use crate::commands::{Command, CommandResult};
+use crate::metadata::{BrokerId, ClusterMetadata};
+use crate::raft::node::{Controller, ControllerError};
+use crate::raft::NodeId;
+use crate::rules::lease::LeaseConfig;
+use crate::rules::sessions::SessionTracker;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A request from a broker or tool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// Start a session; `incarnation` is random per broker process, so a
+    /// second process with a live id is told apart from a retry.
+    RegisterBroker {
+        /// Node id.
+        id: BrokerId,
+        /// Advertised `host:port`.
+        endpoint: String,
+        /// Random per broker process.
+        incarnation: u64,
+    },
+    /// Keep a session alive.
+    Heartbeat {
+        /// Node id.
+        id: BrokerId,
+        /// The epoch from registration.
+        epoch: u64,
+    },
+    /// Create a topic, replicas spread over the unfenced brokers.
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Partitions.
+        partitions: i32,
+        /// Replicas per partition.
+        replication_factor: i16,
+    },
+    /// Delete a topic.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// Preferred-leader election for every partition.
+    ElectPreferredLeaders,
+    /// This controller's view of the quorum and the brokers.
+    DescribeQuorum,
+    /// The metadata once more than `after_applied` entries are applied, or
+    /// after `wait_ms` (long poll).
+    GetMetadata {
+        /// Last applied index the caller has.
+        after_applied: u64,
+        /// Longest wait.
+        wait_ms: u64,
+    },
+}
+
+/// A controller's view of itself, for `cluster describe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerInfo {
+    /// Its id.
+    pub id: NodeId,
+    /// Leader, Follower, Candidate...
+    pub role: String,
+    /// Raft term.
+    pub term: u64,
+    /// Index of its last log entry.
+    pub last_log_index: Option<u64>,
+    /// The active controller as it knows it.
+    pub leader: Option<NodeId>,
+}
+
+/// A broker as the active controller sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    /// Node id.
+    pub id: BrokerId,
+    /// Broker epoch.
+    pub epoch: u64,
+    /// Endpoint.
+    pub endpoint: String,
+    /// Fenced or not.
+    pub fenced: bool,
+    /// Milliseconds since its last heartbeat (active controller only).
+    pub heartbeat_age_ms: Option<u64>,
+}
+
+/// The answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerResponse {
+    /// Registered with this broker epoch.
+    Registered {
+        /// The new broker epoch.
+        epoch: u64,
+    },
+    /// Heartbeat accepted: the session (and the broker's lease) goes on.
+    HeartbeatOk,
+    /// The change committed.
+    Committed(CommandResult),
+    /// Not the active controller; ask this one.
+    NotController {
+        /// Active controller id and address, if known.
+        leader: Option<(NodeId, String)>,
+    },
+    /// Refused, with the reason; nothing changed.
+    Refused(String),
+    /// The quorum's state as this controller sees it.
+    Quorum {
+        /// This controller.
+        controller: ControllerInfo,
+        /// Brokers.
+        brokers: Vec<BrokerInfo>,
+    },
+    /// Applied metadata.
+    Metadata {
+        /// Last applied log index.
+        applied: u64,
+        /// The metadata.
+        metadata: ClusterMetadata,
+    },
+}
+
+/// The controller plus the sessions it tracks while active.
+#[derive(Debug)]
+pub struct Service {
+    /// The Raft node.
+    pub controller: Controller,
+    id: NodeId,
+    quorum: BTreeMap<NodeId, String>,
+    lease: LeaseConfig,
+    clock: Instant,
+    /// Present while this controller is active.
+    sessions: Mutex<Option<(SessionTracker, BTreeMap<BrokerId, u64>)>>,
+}
+
+impl Service {
+    /// Wraps a started controller.
+    pub fn new(
+        controller: Controller,
+        id: NodeId,
+        quorum: BTreeMap<NodeId, String>,
+        lease: LeaseConfig,
+    ) -> Service {
+        Service {
+            controller,
+            id,
+            quorum,
+            lease,
+            clock: Instant::now(),
+            sessions: Mutex::new(None),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn is_active(&self) -> bool {
+        let m = self.controller.raft.metrics().borrow().clone();
+        m.current_leader == Some(self.id) && m.state.is_leader()
+    }
+
+    fn not_controller(&self) -> ControllerResponse {
+        let leader = self.controller.leader().filter(|l| *l != self.id);
+        ControllerResponse::NotController {
+            leader: leader.map(|l| (l, self.quorum.get(&l).cloned().unwrap_or_default())),
+        }
+    }
+
+    async fn propose(&self, command: Command) -> ControllerResponse {
+        match self.controller.propose(command).await {
+            Ok(result) => ControllerResponse::Committed(result),
+            Err(ControllerError::NotLeader { .. }) => self.not_controller(),
+            Err(e) => ControllerResponse::Refused(e.to_string()),
+        }
+    }
+
+    /// Handles one request.
+    pub async fn handle(&self, request: ControllerRequest) -> ControllerResponse {
+        let leader_only = !matches!(
+            request,
+            ControllerRequest::DescribeQuorum | ControllerRequest::GetMetadata { .. }
+        );
+        if leader_only && !self.is_active() {
+            return self.not_controller();
+        }
+        match request {
+            ControllerRequest::RegisterBroker {
+                id,
+                endpoint,
+                incarnation,
+            } => self.register(id, endpoint, incarnation).await,
+            ControllerRequest::Heartbeat { id, epoch } => {
+                let meta = self.controller.state().metadata;
+                let now = self.now_ms();
+                let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                match sessions
+                    .as_mut()
+                    .map(|(t, _)| t.heartbeat(&meta, id, epoch, now))
+                {
+                    Some(Ok(())) => ControllerResponse::HeartbeatOk,
+                    Some(Err(e)) => ControllerResponse::Refused(e.to_string()),
+                    None => self.not_controller(),
+                }
+            }
+            ControllerRequest::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+            } => {
+                let meta = self.controller.state().metadata;
+                match assign(&meta, partitions, replication_factor) {
+                    Ok(assignment) => {
+                        let id = uuid::Uuid::new_v4();
+                        self.propose(Command::CreateTopic {
+                            name,
+                            id,
+                            assignment,
+                            configs: BTreeMap::new(),
+                        })
+                        .await
+                    }
+                    Err(why) => ControllerResponse::Refused(why),
+                }
+            }
+            ControllerRequest::DeleteTopic { name } => {
+                self.propose(Command::DeleteTopic { name }).await
+            }
+            ControllerRequest::ElectPreferredLeaders => {
+                self.propose(Command::ElectPreferredLeaders).await
+            }
+            ControllerRequest::DescribeQuorum => self.describe(),
+            ControllerRequest::GetMetadata {
+                after_applied,
+                wait_ms,
+            } => self.metadata(after_applied, wait_ms).await,
+        }
+    }
+
+    async fn register(
+        &self,
+        id: BrokerId,
+        endpoint: String,
+        incarnation: u64,
+    ) -> ControllerResponse {
+        let meta = self.controller.state().metadata;
+        let now = self.now_ms();
+        {
+            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((tracker, incarnations)) = sessions.as_ref() {
+                let live = meta.brokers.get(&id).is_some_and(|b| !b.fenced)
+                    && !tracker.expired(&meta, now).iter().any(|(b, _)| *b == id);
+                let other = incarnations.get(&id).is_some_and(|&i| i != incarnation);
+                if live && other {
+                    return ControllerResponse::Refused(format!(
+                        "broker id {id} is already registered by a live broker"
+                    ));
+                }
+            }
+        }
+        match self.propose(Command::RegisterBroker { id, endpoint }).await {
+            ControllerResponse::Committed(CommandResult::Ok {
+                broker_epoch: Some(epoch),
+                ..
+            }) => {
+                let meta = self.controller.state().metadata;
+                let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((tracker, incarnations)) = sessions.as_mut() {
+                    let _ = tracker.heartbeat(&meta, id, epoch, self.now_ms());
+                    incarnations.insert(id, incarnation);
+                }
+                ControllerResponse::Registered { epoch }
+            }
+            other => other,
+        }
+    }
+
+    fn describe(&self) -> ControllerResponse {
+        let m = self.controller.raft.metrics().borrow().clone();
+        let controller = ControllerInfo {
+            id: self.id,
+            role: format!("{:?}", m.state),
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            leader: m.current_leader,
+        };
+        let meta = self.controller.state().metadata;
+        let now = self.now_ms();
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let brokers = meta
+            .brokers
+            .values()
+            .map(|b| BrokerInfo {
+                id: b.id,
+                epoch: b.epoch,
+                endpoint: b.endpoint.clone(),
+                fenced: b.fenced,
+                heartbeat_age_ms: sessions
+                    .as_ref()
+                    .and_then(|(t, _)| t.heartbeat_age_ms(b.id, now)),
+            })
+            .collect();
+        ControllerResponse::Quorum {
+            controller,
+            brokers,
+        }
+    }
+
+    async fn metadata(&self, after_applied: u64, wait_ms: u64) -> ControllerResponse {
+        let applied = |s: &Self| s.controller.state().last_applied.map_or(0, |l| l.index);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(30_000));
+        let mut metrics = self.controller.raft.metrics();
+        while applied(self) <= after_applied {
+            if tokio::time::timeout_at(deadline, metrics.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let state = self.controller.state();
+        ControllerResponse::Metadata {
+            applied: state.last_applied.map_or(0, |l| l.index),
+            metadata: state.metadata,
+        }
+    }
+
+    /// Runs forever: while this controller is active, fences brokers whose
+    /// sessions expired. A controller that becomes active starts a fresh
+    /// tracker and so waits a full session timeout before fencing anyone.
+    pub async fn session_loop(self: std::sync::Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            let active = self.is_active();
+            let expired = {
+                let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                match (active, sessions.is_some()) {
+                    (true, false) => {
+                        *sessions = Some((
+                            SessionTracker::new(self.lease, self.now_ms()),
+                            BTreeMap::new(),
+                        ))
+                    }
+                    (false, true) => *sessions = None,
+                    _ => {}
+                }
+                let meta = self.controller.state().metadata;
+                sessions
+                    .as_ref()
+                    .map(|(t, _)| t.expired(&meta, self.now_ms()))
+                    .unwrap_or_default()
+            };
+            for (id, epoch) in expired {
+                tracing::warn!(broker = id, epoch, "broker session expired: fencing");
+                let _ = self
+                    .controller
+                    .propose(Command::FenceBroker { id, epoch })
+                    .await;
+            }
+        }
+    }
+}
+
+/// A running controller: its service, its port and its session loop.
+#[derive(Debug)]
+pub struct Running {
+    /// The service (and through it the Raft node).
+    pub service: std::sync::Arc<Service>,
+    server: tokio::task::JoinHandle<()>,
+    sessions: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving (the listener is closed on return) and stops Raft.
+    pub async fn shutdown(self) {
+        self.server.abort();
+        self.sessions.abort();
+        let _ = self.server.await;
+        let _ = self.sessions.await;
+        self.service.controller.shutdown().await;
+    }
+}
+
+/// Starts a controller on `listener`: Raft, the port (Raft RPCs and client
+/// requests), and the session loop.
+pub async fn start(
+    config: crate::raft::node::ControllerConfig,
+    lease: LeaseConfig,
+    listener: tokio::net::TcpListener,
+) -> Result<Running, ControllerError> {
+    lease
+        .validate()
+        .map_err(|e| ControllerError::Config(e.to_string()))?;
+    let (id, quorum) = (config.id, config.quorum.clone());
+    let controller = Controller::start(config).await?;
+    let service = std::sync::Arc::new(Service::new(controller, id, quorum, lease));
+    let server = tokio::spawn(serve(service.clone(), listener));
+    let sessions = tokio::spawn(service.clone().session_loop());
+    Ok(Running {
+        service,
+        server,
+        sessions,
+    })
+}
+
+/// Serves a controller's port: Raft RPCs and client requests, one frame
+/// after another per connection. A bad frame closes its connection only.
+async fn serve(service: std::sync::Arc<Service>, listener: tokio::net::TcpListener) {
+    use crate::raft::network::{handle_raft, read_frame, write_frame, Wire};
+    loop {
+        let Ok((mut stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            loop {
+                let wire: Wire = match read_frame(&mut stream).await {
+                    Ok(Some(w)) => w,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "closing controller connection on a bad frame");
+                        return;
+                    }
+                };
+                let written = match wire {
+                    Wire::Raft(r) => {
+                        write_frame(&mut stream, &handle_raft(&service.controller.raft, r).await)
+                            .await
+                    }
+                    Wire::Client(r) => write_frame(&mut stream, &service.handle(r).await).await,
+                };
+                if written.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Sends one request to the controller at `addr` (a tool's or broker's
+/// call; brokers keep a connection instead).
+pub async fn call(addr: &str, request: ControllerRequest) -> std::io::Result<ControllerResponse> {
+    use crate::raft::network::{read_frame, write_frame, Wire};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    write_frame(&mut stream, &Wire::Client(request)).await?;
+    read_frame(&mut stream)
+        .await?
+        .ok_or_else(|| std::io::Error::other("controller closed the connection"))
+}
+
+/// Replicas for each partition, spread round-robin over unfenced brokers
+/// (partition `p` starts at the `p`-th broker), as Kafka spreads them.
+pub fn assign(
+    meta: &ClusterMetadata,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<Vec<Vec<BrokerId>>, String> {
+    let live: Vec<BrokerId> = meta
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.id)
+        .collect();
+    if partitions < 1 {
+        return Err(format!("partitions must be at least 1, got {partitions}"));
+    }
+    if replication_factor < 1 || replication_factor as usize > live.len() {
+        return Err(format!(
+            "replication factor {replication_factor} needs that many live brokers; {} are live",
+            live.len()
+        ));
+    }
+    Ok((0..partitions as usize)
+        .map(|p| {
+            (0..replication_factor as usize)
+                .map(|r| live[(p + r) % live.len()])
+                .collect()
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::apply;
+
+    #[test]
+    fn replicas_are_spread_round_robin() {
+        let mut meta = ClusterMetadata::default();
+        for id in [1, 2, 3] {
+            apply(
+                &mut meta,
+                &Command::RegisterBroker {
+                    id,
+                    endpoint: String::new(),
+                },
+                false,
+            );
+        }
+        assert_eq!(
+            assign(&meta, 4, 3).unwrap(),
+            vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2], vec![1, 2, 3]]
+        );
+        assert_eq!(assign(&meta, 2, 1).unwrap(), vec![vec![1], vec![2]]);
+        assert!(assign(&meta, 1, 4).is_err());
+        assert!(assign(&meta, 0, 1).is_err());
+        apply(&mut meta, &Command::FenceBroker { id: 2, epoch: 2 }, false);
+        assert_eq!(
+            assign(&meta, 2, 2).unwrap(),
+            vec![vec![1, 3], vec![3, 1]],
+            "fenced brokers get no replicas"
+        );
+    }
+}
