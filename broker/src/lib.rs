@@ -9,6 +9,7 @@
 
 pub mod admin_cli;
 pub mod config;
+pub mod controller_cli;
 pub mod dispatch;
 pub mod frame;
 pub mod groups;
@@ -21,3 +22,18 @@ pub mod versions;
 
 pub use config::{BrokerConfig, Settings};
 pub use state::Broker;
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+    tracing::info!("shutting down");
+}

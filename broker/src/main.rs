@@ -31,6 +31,8 @@ struct Cli {
 enum Command {
     /// Administer topics and the cluster through a running broker.
     Admin(broker::admin_cli::AdminArgs),
+    /// Run one member of the controller quorum (Raft).
+    Controller(broker::controller_cli::ControllerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,11 +45,20 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    if let Some(Command::Admin(args)) = cli.command {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        return runtime.block_on(broker::admin_cli::run(args));
+    match cli.command {
+        Some(Command::Admin(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            return runtime.block_on(broker::admin_cli::run(args));
+        }
+        Some(Command::Controller(args)) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            return runtime.block_on(broker::controller_cli::run(args));
+        }
+        None => {}
     }
     let mut settings = Settings::default();
     if let Some(path) = &cli.config {
@@ -82,15 +93,7 @@ async fn run(mut config: broker::BrokerConfig) -> anyhow::Result<()> {
         data_dir = %broker.config.data_dir.display(),
         "baton broker ready"
     );
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        tracing::info!("shutting down");
-    };
+    let shutdown = broker::shutdown_signal();
     broker::server::serve(broker, listener, shutdown).await;
     Ok(())
 }
