@@ -135,6 +135,7 @@ pub struct Service {
     id: NodeId,
     quorum: BTreeMap<NodeId, String>,
     lease: LeaseConfig,
+    quorum_fingerprint: String,
     clock: Instant,
     /// Present while this controller is active.
     sessions: Mutex<Option<(SessionTracker, BTreeMap<BrokerId, u64>)>>,
@@ -149,6 +150,7 @@ impl Service {
         lease: LeaseConfig,
     ) -> Service {
         Service {
+            quorum_fingerprint: crate::raft::network::quorum_fingerprint(&quorum),
             controller,
             id,
             quorum,
@@ -431,7 +433,12 @@ async fn serve(service: std::sync::Arc<Service>, listener: tokio::net::TcpListen
                     }
                 };
                 let written = match wire {
-                    Wire::Raft(r) => {
+                    Wire::Raft(theirs, _) if theirs != service.quorum_fingerprint => {
+                        tracing::error!(%peer, ours = %service.quorum_fingerprint, %theirs,
+                            "a controller with a different quorum configuration contacted us: refusing it");
+                        return;
+                    }
+                    Wire::Raft(_, r) => {
                         write_frame(&mut stream, &handle_raft(&service.controller.raft, r).await)
                             .await
                     }

@@ -182,3 +182,65 @@ async fn malformed_raft_rpcs_change_nothing() {
     assert_eq!(register(&nodes[&1], 8).await, Some(2), "still committing");
     nodes.remove(&1).unwrap().shutdown().await;
 }
+
+/// A controller configured with a different quorum is refused by the others
+/// (and refuses them): it never learns a leader or any metadata, and cannot
+/// commit; the two agreeing controllers are a majority and carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_disagreeing_on_the_quorum_refuse_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut quorum = BTreeMap::new();
+    for id in 1..=4u64 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        quorum.insert(id, probe.local_addr().unwrap().to_string());
+    }
+    let agreed: BTreeMap<u64, String> = quorum
+        .iter()
+        .filter(|(id, _)| **id <= 3)
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for id in [1, 2] {
+        nodes.insert(id, start(id, &agreed, dir.path()).await);
+    }
+    let odd = start(3, &quorum, dir.path()).await; // believes in a 4th controller
+    let leader_id = leader(&nodes, Duration::from_secs(10)).await;
+    assert_eq!(register(&nodes[&leader_id], 1).await, Some(1));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        odd.service.controller.leader().filter(|l| *l != 3),
+        None,
+        "the misconfigured controller found no leader"
+    );
+    assert!(
+        odd.service.controller.state().metadata.brokers.is_empty(),
+        "and learned no metadata"
+    );
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(2),
+        odd.service.controller.propose(Command::RegisterBroker {
+            id: 9,
+            endpoint: String::new(),
+        }),
+    )
+    .await;
+    assert!(
+        !matches!(attempt, Ok(Ok(_))),
+        "it cannot commit: {attempt:?}"
+    );
+    assert_eq!(
+        nodes[&leader_id]
+            .service
+            .controller
+            .state()
+            .metadata
+            .brokers
+            .len(),
+        1,
+        "the majority is unaffected"
+    );
+    odd.shutdown().await;
+    for (_, node) in std::mem::take(&mut nodes) {
+        node.shutdown().await;
+    }
+}

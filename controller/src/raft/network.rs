@@ -79,8 +79,10 @@ pub async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> std::io:
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub enum Wire {
-    /// Between controllers.
-    Raft(RaftRequest),
+    /// Between controllers, with the sender's quorum (see
+    /// [`quorum_fingerprint`]): controllers configured with different
+    /// quorums refuse each other.
+    Raft(String, RaftRequest),
     /// From brokers and tools.
     Client(crate::service::ControllerRequest),
 }
@@ -96,9 +98,21 @@ pub async fn handle_raft(raft: &Raft<TypeConfig>, request: RaftRequest) -> RaftR
     }
 }
 
+/// The quorum as one canonical string: `1=host:port,2=host:port,...`.
+pub fn quorum_fingerprint(quorum: &std::collections::BTreeMap<NodeId, String>) -> String {
+    quorum
+        .iter()
+        .map(|(id, addr)| format!("{id}={addr}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Opens clients to other controllers.
 #[derive(Debug, Clone, Default)]
-pub struct Network;
+pub struct Network {
+    /// This controller's quorum fingerprint, sent with every RPC.
+    pub quorum: String,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Client;
@@ -107,6 +121,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Client {
             target,
             addr: node.addr.clone(),
+            quorum: self.quorum.clone(),
             stream: None,
         }
     }
@@ -117,6 +132,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Client {
     target: NodeId,
     addr: String,
+    quorum: String,
     stream: Option<TcpStream>,
 }
 
@@ -132,7 +148,7 @@ impl Client {
                 self.stream = Some(TcpStream::connect(&self.addr).await?);
             }
             let stream = self.stream.as_mut().expect("connected above");
-            write_frame(stream, &Wire::Raft(request.clone())).await?;
+            write_frame(stream, &Wire::Raft(self.quorum.clone(), request.clone())).await?;
             read_frame(stream)
                 .await?
                 .ok_or_else(|| std::io::Error::other("connection closed"))

@@ -114,7 +114,9 @@ impl Controller {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network,
+            Network {
+                quorum: super::network::quorum_fingerprint(&config.quorum),
+            },
             log,
             state.clone(),
         )
