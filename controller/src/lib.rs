@@ -3,6 +3,7 @@
 //! of the metadata and of time passed in (`rules`); the Raft quorum that
 //! replicates the metadata is built on `openraft`.
 
+pub mod broker_session;
 pub mod commands;
 pub mod metadata;
 pub mod raft;

@@ -199,19 +199,7 @@ impl Service {
                 endpoint,
                 incarnation,
             } => self.register(id, endpoint, incarnation).await,
-            ControllerRequest::Heartbeat { id, epoch } => {
-                let meta = self.controller.state().metadata;
-                let now = self.now_ms();
-                let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-                match sessions
-                    .as_mut()
-                    .map(|(t, _)| t.heartbeat(&meta, id, epoch, now))
-                {
-                    Some(Ok(())) => ControllerResponse::HeartbeatOk,
-                    Some(Err(e)) => ControllerResponse::Refused(e.to_string()),
-                    None => self.not_controller(),
-                }
-            }
+            ControllerRequest::Heartbeat { id, epoch } => self.heartbeat(id, epoch).await,
             ControllerRequest::CreateTopic {
                 name,
                 partitions,
@@ -243,6 +231,29 @@ impl Service {
                 after_applied,
                 wait_ms,
             } => self.metadata(after_applied, wait_ms).await,
+        }
+    }
+
+    /// Acknowledges a heartbeat only after confirming leadership with a
+    /// quorum: a deposed controller that has not noticed yet must not extend
+    /// a broker's lease, or the broker could serve past the moment the new
+    /// controller may fence it (claim 2). The receipt instant is taken
+    /// before the confirmation, so it never postdates the real receipt by
+    /// more than the handling time.
+    async fn heartbeat(&self, id: BrokerId, epoch: u64) -> ControllerResponse {
+        let received_at = self.now_ms();
+        if self.controller.raft.ensure_linearizable().await.is_err() {
+            return self.not_controller();
+        }
+        let meta = self.controller.state().metadata;
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match sessions
+            .as_mut()
+            .map(|(t, _)| t.heartbeat(&meta, id, epoch, received_at))
+        {
+            Some(Ok(())) => ControllerResponse::HeartbeatOk,
+            Some(Err(e)) => ControllerResponse::Refused(e.to_string()),
+            None => self.not_controller(),
         }
     }
 

@@ -1,0 +1,170 @@
+//! The broker's side of its controller session and of the leader lease
+//! (claim 2): register, heartbeat, follow the active controller, register
+//! again after being fenced, and know at every instant whether the lease
+//! allows serving as leader.
+//!
+//! The lease is computed from the instant a heartbeat was *sent* (on the
+//! broker's monotonic clock), once the controller acknowledged it: see
+//! [`crate::rules::lease`].
+
+use crate::metadata::BrokerId;
+use crate::rules::lease::{may_serve, LeaseConfig};
+use crate::service::{call, ControllerRequest, ControllerResponse};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the broker knows of its session.
+#[derive(Debug, Default)]
+struct SessionState {
+    /// Current broker epoch, once registered.
+    epoch: Option<u64>,
+    /// Monotonic ms (since `clock`) when the last acknowledged heartbeat was
+    /// sent.
+    acked_sent_at_ms: Option<u64>,
+    /// The controller to talk to first.
+    controller: Option<String>,
+}
+
+/// A broker's session with the controller quorum; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BrokerSession {
+    id: BrokerId,
+    endpoint: String,
+    incarnation: u64,
+    controllers: Vec<String>,
+    lease: LeaseConfig,
+    clock: Instant,
+    state: Arc<Mutex<SessionState>>,
+    /// For tests: stop sending heartbeats, as a frozen process would.
+    paused: Arc<AtomicBool>,
+    registrations: Arc<AtomicU64>,
+}
+
+impl BrokerSession {
+    /// A session for broker `id` advertising `endpoint`, with the
+    /// controllers' addresses.
+    pub fn new(
+        id: BrokerId,
+        endpoint: String,
+        controllers: Vec<String>,
+        lease: LeaseConfig,
+    ) -> BrokerSession {
+        let incarnation = uuid::Uuid::new_v4().as_u64_pair().0;
+        BrokerSession {
+            id,
+            endpoint,
+            incarnation,
+            controllers,
+            lease,
+            clock: Instant::now(),
+            state: Arc::default(),
+            paused: Arc::default(),
+            registrations: Arc::default(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the lease allows serving as leader now.
+    pub fn lease_valid(&self) -> bool {
+        let acked = self.lock().acked_sent_at_ms;
+        may_serve(&self.lease, acked, self.now_ms())
+    }
+
+    /// The current broker epoch, if registered.
+    pub fn epoch(&self) -> Option<u64> {
+        self.lock().epoch
+    }
+
+    /// How many times this broker has registered (tests).
+    pub fn registrations(&self) -> u64 {
+        self.registrations.load(Ordering::Relaxed)
+    }
+
+    /// Stops or resumes heartbeats, as SIGSTOP and SIGCONT would (tests).
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Sends `request` to the active controller, following redirects.
+    async fn ask(&self, request: ControllerRequest) -> Option<ControllerResponse> {
+        let first = self.lock().controller.clone();
+        let mut candidates: Vec<String> = first.into_iter().collect();
+        candidates.extend(self.controllers.iter().cloned());
+        for _ in 0..2 {
+            for addr in candidates.clone() {
+                match call(&addr, request.clone()).await {
+                    Ok(ControllerResponse::NotController {
+                        leader: Some((_, leader)),
+                    }) => {
+                        candidates.insert(0, leader);
+                    }
+                    Ok(ControllerResponse::NotController { leader: None }) | Err(_) => {}
+                    Ok(answer) => {
+                        self.lock().controller = Some(addr);
+                        return Some(answer);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs the session forever: heartbeats every quarter session timeout.
+    pub async fn run(self) {
+        let interval = Duration::from_millis((self.lease.session_timeout_ms / 4).max(10));
+        loop {
+            tokio::time::sleep(interval).await;
+            if self.paused.load(Ordering::Relaxed) {
+                continue;
+            }
+            let epoch = self.lock().epoch;
+            let Some(epoch) = epoch else {
+                self.register().await;
+                continue;
+            };
+            let sent_at = self.now_ms();
+            match self
+                .ask(ControllerRequest::Heartbeat { id: self.id, epoch })
+                .await
+            {
+                Some(ControllerResponse::HeartbeatOk) => {
+                    let mut state = self.lock();
+                    state.acked_sent_at_ms =
+                        Some(state.acked_sent_at_ms.map_or(sent_at, |a| a.max(sent_at)));
+                }
+                Some(ControllerResponse::Refused(why)) => {
+                    // Fenced or stale: the session is over; the lease
+                    // runs out on its own and a new registration starts
+                    // a new session with a new epoch.
+                    tracing::warn!(broker = self.id, epoch, %why, "session ended: registering again");
+                    self.lock().epoch = None;
+                }
+                _ => {} // no controller reachable: the lease runs out
+            }
+        }
+    }
+
+    async fn register(&self) {
+        let sent_at = self.now_ms();
+        let request = ControllerRequest::RegisterBroker {
+            id: self.id,
+            endpoint: self.endpoint.clone(),
+            incarnation: self.incarnation,
+        };
+        if let Some(ControllerResponse::Registered { epoch }) = self.ask(request).await {
+            self.registrations.fetch_add(1, Ordering::Relaxed);
+            let mut state = self.lock();
+            state.epoch = Some(epoch);
+            // Registration counts as the session's first heartbeat.
+            state.acked_sent_at_ms = Some(sent_at);
+        }
+    }
+}
