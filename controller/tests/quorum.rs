@@ -244,3 +244,29 @@ async fn controllers_disagreeing_on_the_quorum_refuse_each_other() {
         node.shutdown().await;
     }
 }
+
+/// Restarting a controller with a quorum other than the one its log
+/// records is refused at startup with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_another_quorum_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let quorum = BTreeMap::from([(1u64, probe.local_addr().unwrap().to_string())]);
+    drop(probe);
+    let node = start(1, &quorum, dir.path()).await;
+    let nodes = BTreeMap::from([(1u64, node)]);
+    leader(&nodes, Duration::from_secs(10)).await;
+    for (_, node) in nodes {
+        node.shutdown().await;
+    }
+    let mut other = quorum.clone();
+    other.insert(2, "127.0.0.1:1".into());
+    let config = ControllerConfig::new(1, other, dir.path().join("c1"));
+    let err = controller::raft::node::Controller::start(config)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("differs from the quorum recorded"),
+        "{err}"
+    );
+}

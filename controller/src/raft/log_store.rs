@@ -132,6 +132,18 @@ impl LogStore {
         })
     }
 
+    /// The last membership recorded in the log, if any.
+    pub fn last_membership(&self) -> Option<openraft::Membership<NodeId, openraft::BasicNode>> {
+        self.lock()
+            .entries
+            .values()
+            .rev()
+            .find_map(|(e, _)| match &e.payload {
+                openraft::EntryPayload::Membership(m) => Some(m.clone()),
+                _ => None,
+            })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

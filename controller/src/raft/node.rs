@@ -111,6 +111,26 @@ impl Controller {
             &config.data_dir.join("state"),
             config.unclean_leader_election,
         )?;
+        // A controller must not join a quorum other than the one its log
+        // records: that is a configuration error, said before anything runs.
+        let recorded = log.last_membership().or_else(|| {
+            Some(state.state().last_membership.membership().clone())
+                .filter(|m| m.nodes().next().is_some())
+        });
+        if let Some(recorded) = recorded {
+            let recorded: BTreeMap<NodeId, String> = recorded
+                .nodes()
+                .map(|(id, n)| (*id, n.addr.clone()))
+                .collect();
+            if recorded != config.quorum {
+                return Err(ControllerError::Config(format!(
+                    "configured quorum {:?} differs from the quorum recorded in {}: {:?}",
+                    config.quorum,
+                    config.data_dir.display(),
+                    recorded
+                )));
+            }
+        }
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
