@@ -3,8 +3,9 @@
 //! after thawing it registers again with a higher epoch; with no controller
 //! reachable, the lease runs out.
 
+mod common;
+
 use controller::broker_session::BrokerSession;
-use controller::raft::node::ControllerConfig;
 use controller::rules::lease::LeaseConfig;
 use controller::service::{call, ControllerRequest as Req, ControllerResponse as Resp, Running};
 use std::collections::BTreeMap;
@@ -27,22 +28,8 @@ async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_ends_before_fencing_and_a_thawed_broker_registers_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut quorum = BTreeMap::new();
-    for id in 1..=3u64 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        quorum.insert(id, probe.local_addr().unwrap().to_string());
-    }
-    let mut nodes: BTreeMap<u64, Running> = BTreeMap::new();
-    for (&id, addr) in &quorum {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let config = ControllerConfig::new(id, quorum.clone(), dir.path().join(format!("c{id}")));
-        nodes.insert(
-            id,
-            controller::service::start(config, LEASE, listener)
-                .await
-                .unwrap(),
-        );
-    }
+    let quorum = common::free_quorum(3);
+    let mut nodes: BTreeMap<u64, Running> = common::start_all(&quorum, dir.path(), LEASE).await;
     let session = BrokerSession::new(
         1,
         "b1:9092".into(),

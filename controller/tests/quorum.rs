@@ -2,6 +2,8 @@
 //! survives the loss of its leader without losing committed metadata,
 //! commits nothing without a majority, and resumes from disk (claim 9).
 
+mod common;
+
 use controller::commands::{Command, CommandResult};
 use controller::raft::node::ControllerConfig;
 use controller::rules::lease::LeaseConfig;
@@ -9,7 +11,6 @@ use controller::service::Running;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 
 const LEASE: LeaseConfig = LeaseConfig {
     session_timeout_ms: 1_000,
@@ -17,11 +18,7 @@ const LEASE: LeaseConfig = LeaseConfig {
 };
 
 async fn start(id: u64, quorum: &BTreeMap<u64, String>, dir: &Path) -> Running {
-    let listener = TcpListener::bind(&quorum[&id]).await.expect("bind");
-    let config = ControllerConfig::new(id, quorum.clone(), dir.join(format!("c{id}")));
-    controller::service::start(config, LEASE, listener)
-        .await
-        .expect("start")
+    common::start_one(id, quorum, dir, LEASE).await
 }
 
 /// Waits for the running controllers to agree on a leader among them.
@@ -77,11 +74,7 @@ async fn converge(nodes: &BTreeMap<u64, Running>, brokers: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let mut quorum = BTreeMap::new();
-    for id in 1..=3u64 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        quorum.insert(id, probe.local_addr().unwrap().to_string());
-    }
+    let quorum = common::free_quorum(3);
     let mut nodes = BTreeMap::new();
     for id in 1..=3 {
         nodes.insert(id, start(id, &quorum, dir.path()).await);
@@ -189,11 +182,7 @@ async fn malformed_raft_rpcs_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controllers_disagreeing_on_the_quorum_refuse_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let mut quorum = BTreeMap::new();
-    for id in 1..=4u64 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        quorum.insert(id, probe.local_addr().unwrap().to_string());
-    }
+    let quorum = common::free_quorum(4);
     let agreed: BTreeMap<u64, String> = quorum
         .iter()
         .filter(|(id, _)| **id <= 3)

@@ -3,8 +3,9 @@
 //! re-election from the ISR, and the refusals: stale epoch, unknown broker,
 //! duplicate live broker id, and a follower pointing at the leader.
 
+mod common;
+
 use controller::commands::CommandResult;
-use controller::raft::node::ControllerConfig;
 use controller::rules::lease::LeaseConfig;
 use controller::service::{call, ControllerRequest as Req, ControllerResponse as Resp, Running};
 use std::collections::BTreeMap;
@@ -22,22 +23,8 @@ async fn ask(addr: &str, r: Req) -> Resp {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_fence_elect_and_refuse_bad_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let mut quorum = BTreeMap::new();
-    for id in 1..=3u64 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        quorum.insert(id, probe.local_addr().unwrap().to_string());
-    }
-    let mut nodes: BTreeMap<u64, Running> = BTreeMap::new();
-    for (&id, addr) in &quorum {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        let config = ControllerConfig::new(id, quorum.clone(), dir.path().join(format!("c{id}")));
-        nodes.insert(
-            id,
-            controller::service::start(config, LEASE, listener)
-                .await
-                .unwrap(),
-        );
-    }
+    let quorum = common::free_quorum(3);
+    let mut nodes: BTreeMap<u64, Running> = common::start_all(&quorum, dir.path(), LEASE).await;
     // Find the active controller through a follower's redirect.
     let start = Instant::now();
     let active = loop {
