@@ -62,8 +62,14 @@ enum TopicCommand {
 
 #[derive(Debug, Subcommand)]
 enum ClusterCommand {
-    /// Cluster id, controller and brokers.
-    Describe,
+    /// Cluster id, controller and brokers; with --controllers, the Raft
+    /// quorum (role, term, last log index) and broker sessions.
+    Describe {
+        /// Controller addresses (host:port, comma-separated) to ask instead
+        /// of a broker.
+        #[arg(long, value_delimiter = ',')]
+        controllers: Vec<String>,
+    },
 }
 
 fn parse_config(text: &str) -> Result<(String, String), String> {
@@ -74,6 +80,11 @@ fn parse_config(text: &str) -> Result<(String, String), String> {
 
 /// Runs one admin command.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::Cluster(ClusterCommand::Describe { controllers }) = &args.command {
+        if !controllers.is_empty() {
+            return describe_quorum(controllers, args.json).await;
+        }
+    }
     let mut admin = Admin::connect(&args.bootstrap)
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", args.bootstrap))?;
@@ -131,7 +142,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 println!("deleted topic {name}");
             }
         }
-        AdminCommand::Cluster(ClusterCommand::Describe) => {
+        AdminCommand::Cluster(ClusterCommand::Describe { .. }) => {
             let cluster = admin.describe_cluster().await?;
             if args.json {
                 let brokers: Vec<_> = cluster
@@ -157,6 +168,86 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Asks every controller for its view; brokers come from the active one.
+async fn describe_quorum(addrs: &[String], as_json: bool) -> anyhow::Result<()> {
+    use controller::service::{call, ControllerRequest, ControllerResponse};
+    let mut controllers = Vec::new();
+    let mut brokers = Vec::new();
+    for addr in addrs {
+        match call(addr, ControllerRequest::DescribeQuorum).await {
+            Ok(ControllerResponse::Quorum {
+                controller,
+                brokers: seen,
+            }) => {
+                if controller.leader == Some(controller.id) {
+                    brokers = seen;
+                }
+                controllers.push((addr.clone(), Some(controller)));
+            }
+            Ok(other) => anyhow::bail!("unexpected answer from {addr}: {other:?}"),
+            Err(_) => controllers.push((addr.clone(), None)),
+        }
+    }
+    if controllers.iter().all(|(_, c)| c.is_none()) {
+        anyhow::bail!("no controller reachable at {}", addrs.join(","));
+    }
+    if as_json {
+        let cs: Vec<_> = controllers
+            .iter()
+            .map(|(addr, c)| match c {
+                Some(c) => json!({ "address": addr, "id": c.id, "role": c.role, "term": c.term, "last_log_index": c.last_log_index, "leader": c.leader }),
+                None => json!({ "address": addr, "reachable": false }),
+            })
+            .collect();
+        let bs: Vec<_> = brokers
+            .iter()
+            .map(|b| json!({ "id": b.id, "epoch": b.epoch, "endpoint": b.endpoint, "fenced": b.fenced, "heartbeat_age_ms": b.heartbeat_age_ms }))
+            .collect();
+        println!("{}", json!({ "controllers": cs, "brokers": bs }));
+        return Ok(());
+    }
+    let rows = controllers
+        .iter()
+        .map(|(addr, c)| match c {
+            Some(c) => vec![
+                c.id.to_string(),
+                addr.clone(),
+                c.role.clone(),
+                c.term.to_string(),
+                c.last_log_index.map_or("-".into(), |i| i.to_string()),
+            ],
+            None => vec![
+                "?".into(),
+                addr.clone(),
+                "unreachable".into(),
+                "-".into(),
+                "-".into(),
+            ],
+        })
+        .collect();
+    print_table(
+        &["CONTROLLER", "ADDRESS", "ROLE", "TERM", "LAST_LOG_INDEX"],
+        rows,
+    );
+    let rows = brokers
+        .iter()
+        .map(|b| {
+            vec![
+                b.id.to_string(),
+                b.epoch.to_string(),
+                b.endpoint.clone(),
+                b.fenced.to_string(),
+                b.heartbeat_age_ms.map_or("-".into(), |a| format!("{a} ms")),
+            ]
+        })
+        .collect();
+    print_table(
+        &["BROKER", "EPOCH", "ENDPOINT", "FENCED", "LAST_HEARTBEAT"],
+        rows,
+    );
     Ok(())
 }
 

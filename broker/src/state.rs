@@ -25,12 +25,13 @@ pub struct Broker {
     pub data_version: watch::Sender<u64>,
     /// Committed consumer-group offsets.
     pub group_offsets: crate::groups::GroupOffsets,
+    _lock: storage::fs::DirLock,
 }
 
 impl Broker {
     /// Loads the image and opens (recovering) every partition's log.
     pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        let lock = storage::fs::DirLock::acquire(&config.data_dir)?;
         let image = MetadataImage::load_or_create(&config.data_dir)?;
         let mut partitions = HashMap::new();
         for (name, topic) in &image.topics {
@@ -49,6 +50,7 @@ impl Broker {
             partitions: RwLock::new(partitions),
             data_version: watch::channel(0).0,
             group_offsets,
+            _lock: lock,
         }))
     }
 

@@ -268,3 +268,23 @@ async fn epoch_tokens_zero_and_minus_one_are_not_checked() {
         );
     }
 }
+
+/// Wrong config: a second broker on a data directory in use is refused
+/// with a clear error, and the first keeps serving.
+#[tokio::test]
+async fn a_second_broker_on_the_same_data_dir_is_refused() {
+    let mut baton = Baton::start(&[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "--data-dir",
+            baton.data_dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in use by another process"), "{err}");
+    still_healthy(&mut baton, &[], "second broker refused").await;
+}

@@ -175,6 +175,37 @@ async fn claim9_quorum_survives_minority_loss_and_stops_without_majority() {
         procs.insert(id, spawn(id, &quorum, dir.path()));
     }
     let third = agreed_leader(&all, None, Duration::from_secs(15)).await;
+    // `baton admin cluster describe --controllers` shows the quorum.
+    let listed: Vec<String> = all.iter().map(|a| a.to_string()).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "admin",
+            "cluster",
+            "describe",
+            "--json",
+            "--controllers",
+            &listed.join(","),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let described: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let roles: Vec<&str> = described["controllers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "Leader").count(),
+        1,
+        "{roles:?}"
+    );
+    assert_eq!(described["brokers"][0]["id"], 1);
     assert!(matches!(
         create(&addrs[&third], "after").await,
         Resp::Committed(CommandResult::Ok { .. })

@@ -75,6 +75,7 @@ pub struct Controller {
     /// The Raft node.
     pub raft: Raft<TypeConfig>,
     state: StateMachine,
+    _lock: storage::fs::DirLock,
 }
 
 impl std::fmt::Debug for Controller {
@@ -106,6 +107,7 @@ impl Controller {
         }
         .validate()
         .map_err(|e| ControllerError::Config(e.to_string()))?;
+        let lock = storage::fs::DirLock::acquire(&config.data_dir)?;
         let log = LogStore::open(&config.data_dir.join("raft"))?;
         let state = StateMachine::open(
             &config.data_dir.join("state"),
@@ -151,7 +153,11 @@ impl Controller {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
             Err(e) => return Err(ControllerError::Raft(e.to_string())),
         }
-        Ok(Controller { raft, state })
+        Ok(Controller {
+            raft,
+            state,
+            _lock: lock,
+        })
     }
 
     /// Commits `command` through the quorum (on the active controller).

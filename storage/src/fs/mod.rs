@@ -130,3 +130,52 @@ pub fn read_all(fs: &dyn FileSystem, path: &Path) -> io::Result<Vec<u8>> {
     file.read_exact_at(&mut buf, 0)?;
     Ok(buf)
 }
+
+/// An exclusive lock on a data directory (`<dir>/.lock`, `flock`), held
+/// until dropped, so two processes never share one directory (Kafka locks
+/// its log directories the same way). The lock dies with the process.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Creates `dir` if needed and locks it, or says which directory is
+    /// already in use.
+    pub fn acquire(dir: &Path) -> io::Result<DirLock> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("{} is in use by another process ({e})", dir.display()),
+                )
+            },
+        )?;
+        Ok(DirLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::DirLock;
+
+    #[test]
+    fn a_directory_is_locked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = DirLock::acquire(dir.path()).unwrap();
+        let err = DirLock::acquire(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
+        drop(held);
+        DirLock::acquire(dir.path()).unwrap();
+    }
+}
