@@ -6,6 +6,7 @@
 pub mod broker_session;
 pub mod commands;
 pub mod metadata;
+pub mod metadata_feed;
 pub mod raft;
 pub mod rules;
 pub mod service;

@@ -331,11 +331,10 @@ impl Service {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(30_000));
         let mut metrics = self.controller.raft.metrics();
         while applied(self) <= after_applied {
-            if tokio::time::timeout_at(deadline, metrics.changed())
-                .await
-                .is_err()
-            {
-                break;
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                // Timed out, or Raft stopped (the channel closed): answer now.
+                Ok(Err(_)) | Err(_) => break,
             }
         }
         let state = self.controller.state();
@@ -428,12 +427,16 @@ pub async fn start(
 /// after another per connection. A bad frame closes its connection only.
 async fn serve(service: std::sync::Arc<Service>, listener: tokio::net::TcpListener) {
     use crate::raft::network::{handle_raft, read_frame, write_frame, Wire};
+    // Connections live in this set: when the server task is aborted, the set
+    // is dropped and every connection with it.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else {
             continue;
         };
+        while connections.try_join_next().is_some() {}
         let service = service.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             loop {
                 let wire: Wire = match read_frame(&mut stream).await {
                     Ok(Some(w)) => w,
