@@ -17,6 +17,8 @@ pub enum Command {
         id: BrokerId,
         /// Advertised `host:port`.
         endpoint: String,
+        /// The registering process's incarnation id.
+        incarnation: u64,
     },
     /// The broker's session expired (or it shut down cleanly): it is fenced
     /// and its partitions get new leaders from their live ISR members.
@@ -70,7 +72,11 @@ fn ok(broker_epoch: Option<u64>, leaders_changed: usize) -> CommandResult {
 /// Applies `command` to `meta`.
 pub fn apply(meta: &mut ClusterMetadata, command: &Command, unclean: bool) -> CommandResult {
     match command {
-        Command::RegisterBroker { id, endpoint } => {
+        Command::RegisterBroker {
+            id,
+            endpoint,
+            incarnation,
+        } => {
             meta.next_broker_epoch += 1;
             let epoch = meta.next_broker_epoch;
             meta.brokers.insert(
@@ -80,6 +86,7 @@ pub fn apply(meta: &mut ClusterMetadata, command: &Command, unclean: bool) -> Co
                     epoch,
                     endpoint: endpoint.clone(),
                     fenced: false,
+                    incarnation: *incarnation,
                 },
             );
             let live = live_set(meta);
@@ -181,6 +188,7 @@ mod tests {
             &Command::RegisterBroker {
                 id,
                 endpoint: format!("b{id}:9092"),
+                incarnation: 0,
             },
             false,
         ) {

@@ -52,6 +52,9 @@ pub struct BrokerRegistration {
     pub endpoint: String,
     /// Fenced brokers lead nothing and are out of every ISR they can leave.
     pub fenced: bool,
+    /// Random per broker process: tells a second process claiming a live id
+    /// apart from the same process registering again (KRaft's incarnation id).
+    pub incarnation: u64,
 }
 
 /// A topic.

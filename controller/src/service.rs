@@ -267,10 +267,13 @@ impl Service {
         let now = self.now_ms();
         {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((tracker, incarnations)) = sessions.as_ref() {
+            if let Some((tracker, _)) = sessions.as_ref() {
                 let live = meta.brokers.get(&id).is_some_and(|b| !b.fenced)
                     && !tracker.expired(&meta, now).iter().any(|(b, _)| *b == id);
-                let other = incarnations.get(&id).is_some_and(|&i| i != incarnation);
+                let other = meta
+                    .brokers
+                    .get(&id)
+                    .is_some_and(|b| b.incarnation != incarnation);
                 if live && other {
                     return ControllerResponse::Refused(format!(
                         "broker id {id} is already registered by a live broker"
@@ -278,16 +281,22 @@ impl Service {
                 }
             }
         }
-        match self.propose(Command::RegisterBroker { id, endpoint }).await {
+        match self
+            .propose(Command::RegisterBroker {
+                id,
+                endpoint,
+                incarnation,
+            })
+            .await
+        {
             ControllerResponse::Committed(CommandResult::Ok {
                 broker_epoch: Some(epoch),
                 ..
             }) => {
                 let meta = self.controller.state().metadata;
                 let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((tracker, incarnations)) = sessions.as_mut() {
+                if let Some((tracker, _)) = sessions.as_mut() {
                     let _ = tracker.heartbeat(&meta, id, epoch, self.now_ms());
-                    incarnations.insert(id, incarnation);
                 }
                 ControllerResponse::Registered { epoch }
             }
@@ -522,6 +531,7 @@ mod tests {
                 &Command::RegisterBroker {
                     id,
                     endpoint: String::new(),
+                    incarnation: 0,
                 },
                 false,
             );

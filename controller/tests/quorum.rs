@@ -42,18 +42,28 @@ async fn leader(nodes: &BTreeMap<u64, Running>, within: Duration) -> u64 {
     }
 }
 
-async fn register(node: &Running, id: i32) -> Option<u64> {
-    match node
-        .service
-        .controller
-        .propose(Command::RegisterBroker {
-            id,
-            endpoint: format!("b{id}:9092"),
-        })
-        .await
-    {
-        Ok(CommandResult::Ok { broker_epoch, .. }) => broker_epoch,
-        other => panic!("registration failed: {other:?}"),
+/// Registers broker `id` through whichever controller is active, retrying
+/// through elections (under load one can happen at any moment).
+async fn register(nodes: &BTreeMap<u64, Running>, id: i32) -> Option<u64> {
+    let start = Instant::now();
+    loop {
+        for node in nodes.values() {
+            let command = Command::RegisterBroker {
+                id,
+                endpoint: format!("b{id}:9092"),
+                incarnation: 0,
+            };
+            match node.service.controller.propose(command).await {
+                Ok(CommandResult::Ok { broker_epoch, .. }) => return broker_epoch,
+                Err(controller::raft::node::ControllerError::NotLeader { .. }) => {}
+                other => panic!("registration failed: {other:?}"),
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no controller accepted the registration"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -80,7 +90,7 @@ async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_dis
         nodes.insert(id, start(id, &quorum, dir.path()).await);
     }
     let first = leader(&nodes, Duration::from_secs(10)).await;
-    assert_eq!(register(&nodes[&first], 1).await, Some(1));
+    assert_eq!(register(&nodes, 1).await, Some(1));
     converge(&nodes, 1).await;
 
     // The active controller dies: another takes over, nothing committed is lost.
@@ -95,7 +105,7 @@ async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_dis
         "takeover took {takeover:?}"
     );
     assert_eq!(
-        register(&nodes[&second], 2).await,
+        register(&nodes, 2).await,
         Some(2),
         "epoch 1 was not lost or reused"
     );
@@ -109,6 +119,7 @@ async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_dis
         last.service.controller.propose(Command::RegisterBroker {
             id: 3,
             endpoint: "b3:9092".into(),
+            incarnation: 0,
         }),
     )
     .await;
@@ -122,8 +133,8 @@ async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_dis
     for id in [first, second] {
         nodes.insert(id, start(id, &quorum, dir.path()).await);
     }
-    let third = leader(&nodes, Duration::from_secs(10)).await;
-    let epoch = register(&nodes[&third], 3).await;
+    leader(&nodes, Duration::from_secs(10)).await;
+    let epoch = register(&nodes, 3).await;
     assert!(epoch >= Some(3), "broker epochs only rise: {epoch:?}");
     converge(&nodes, 3).await;
     for (id, node) in &nodes {
@@ -153,7 +164,7 @@ async fn malformed_raft_rpcs_change_nothing() {
     let node = start(1, &quorum, dir.path()).await;
     let mut nodes = BTreeMap::from([(1u64, node)]);
     leader(&nodes, Duration::from_secs(10)).await;
-    assert_eq!(register(&nodes[&1], 7).await, Some(1));
+    assert_eq!(register(&nodes, 7).await, Some(1));
     let before = nodes[&1].service.controller.state().metadata;
     let oversized = u32::MAX.to_be_bytes().to_vec();
     let framed = |body: &[u8]| [&(body.len() as u32).to_be_bytes()[..], body].concat();
@@ -172,7 +183,7 @@ async fn malformed_raft_rpcs_change_nothing() {
         );
     }
     assert_eq!(nodes[&1].service.controller.state().metadata, before);
-    assert_eq!(register(&nodes[&1], 8).await, Some(2), "still committing");
+    assert_eq!(register(&nodes, 8).await, Some(2), "still committing");
     nodes.remove(&1).unwrap().shutdown().await;
 }
 
@@ -194,7 +205,7 @@ async fn controllers_disagreeing_on_the_quorum_refuse_each_other() {
     }
     let odd = start(3, &quorum, dir.path()).await; // believes in a 4th controller
     let leader_id = leader(&nodes, Duration::from_secs(10)).await;
-    assert_eq!(register(&nodes[&leader_id], 1).await, Some(1));
+    assert_eq!(register(&nodes, 1).await, Some(1));
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(
         odd.service.controller.leader().filter(|l| *l != 3),
@@ -210,6 +221,7 @@ async fn controllers_disagreeing_on_the_quorum_refuse_each_other() {
         odd.service.controller.propose(Command::RegisterBroker {
             id: 9,
             endpoint: String::new(),
+            incarnation: 0,
         }),
     )
     .await;

@@ -43,6 +43,7 @@ fn everything_survives_a_reopen() {
                 controller::commands::Command::RegisterBroker {
                     id: i as i32,
                     endpoint: format!("b{i}:9092"),
+                    incarnation: 0,
                 },
             ),
         };

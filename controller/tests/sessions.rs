@@ -16,8 +16,32 @@ const LEASE: LeaseConfig = LeaseConfig {
     max_clock_drift_ppm: 10_000,
 };
 
-async fn ask(addr: &str, r: Req) -> Resp {
-    call(addr, r).await.expect("controller reachable")
+/// Sends a leader-only request to whichever controller is active, following
+/// redirects and elections (under load an election can happen any time).
+async fn ask(addrs: &[String], r: Req) -> Resp {
+    let start = Instant::now();
+    loop {
+        for a in addrs {
+            match call(a, r.clone()).await {
+                Ok(Resp::NotController { .. }) | Err(_) => {}
+                Ok(answer) => return answer,
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no active controller for {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The metadata of the controller that has applied the most.
+fn latest(nodes: &BTreeMap<u64, Running>) -> controller::metadata::ClusterMetadata {
+    let states = nodes.values().map(|n| n.service.controller.state());
+    states
+        .max_by_key(|s| s.last_applied.map_or(0, |l| l.index))
+        .unwrap()
+        .metadata
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,23 +49,30 @@ async fn sessions_fence_elect_and_refuse_bad_requests() {
     let dir = tempfile::tempdir().unwrap();
     let quorum = common::free_quorum(3);
     let mut nodes: BTreeMap<u64, Running> = common::start_all(&quorum, dir.path(), LEASE).await;
-    // Find the active controller through a follower's redirect.
+    // A follower points at the active controller.
+    let addrs: Vec<String> = quorum.values().cloned().collect();
     let start = Instant::now();
-    let active = loop {
-        if let Some(l) = nodes[&1].service.controller.leader() {
-            break l;
+    loop {
+        let mut redirected = false;
+        for a in &addrs {
+            if let Ok(Resp::NotController {
+                leader: Some((l, addr)),
+            }) = call(a, Req::Heartbeat { id: 1, epoch: 1 }).await
+            {
+                assert_eq!(quorum[&l], addr, "the hint names the leader's address");
+                redirected = true;
+            }
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no leader");
+        if redirected {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no follower redirect"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let follower = *quorum.keys().find(|&&id| id != active).unwrap();
-    match ask(&quorum[&follower], Req::Heartbeat { id: 1, epoch: 1 }).await {
-        Resp::NotController {
-            leader: Some((l, addr)),
-        } => assert_eq!((l, &addr), (active, &quorum[&active])),
-        other => panic!("a follower must point at the leader, got {other:?}"),
     }
-    let a = &quorum[&active];
+    let a = &addrs;
     // The new active controller's tracker must exist before sessions start.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -112,7 +143,7 @@ async fn sessions_fence_elect_and_refuse_bad_requests() {
                 Resp::HeartbeatOk
             ));
         }
-        let meta = nodes[&active].service.controller.state().metadata;
+        let meta = latest(&nodes);
         if meta.brokers[&1].fenced {
             break meta;
         }
@@ -162,7 +193,7 @@ async fn sessions_fence_elect_and_refuse_bad_requests() {
         Resp::Registered { epoch } => assert!(epoch > epochs[&3], "a new, higher broker epoch"),
         other => panic!("re-register: {other:?}"),
     }
-    let meta = nodes[&active].service.controller.state().metadata;
+    let meta = latest(&nodes);
     assert_eq!(
         meta.topics["t"].partitions[0].leader,
         Some(2),

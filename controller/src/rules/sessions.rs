@@ -121,6 +121,7 @@ mod tests {
                 &Command::RegisterBroker {
                     id,
                     endpoint: String::new(),
+                    incarnation: 0,
                 },
                 false,
             );
@@ -182,6 +183,7 @@ mod tests {
             &Command::RegisterBroker {
                 id: 1,
                 endpoint: String::new(),
+                incarnation: 0,
             },
             false,
         );
