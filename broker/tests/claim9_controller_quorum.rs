@@ -65,20 +65,11 @@ async fn agreed_leader(addrs: &[&String], not: Option<u64>, within: Duration) ->
 
 /// Sends `r` to whichever of `addrs` is active, through elections.
 async fn on_leader(addrs: &[&String], r: Req) -> Resp {
-    let start = Instant::now();
-    loop {
-        for a in addrs {
-            match call(a, r.clone()).await {
-                Ok(Resp::NotController { .. }) | Err(_) => {}
-                Ok(answer) => return answer,
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no active controller for {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    let what = format!("{r:?}");
+    controller::service::call_active(&addrs, r, Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("no active controller for {what}"))
 }
 
 fn create_req(name: &str) -> Req {

@@ -486,6 +486,29 @@ pub async fn call(addr: &str, request: ControllerRequest) -> std::io::Result<Con
         .ok_or_else(|| std::io::Error::other("controller closed the connection"))
 }
 
+/// Sends `request` to whichever of `addrs` is the active controller,
+/// following redirects and waiting through elections for up to `within`;
+/// `None` if none answered in time.
+pub async fn call_active(
+    addrs: &[String],
+    request: ControllerRequest,
+    within: Duration,
+) -> Option<ControllerResponse> {
+    let deadline = Instant::now() + within;
+    loop {
+        for addr in addrs {
+            match call(addr, request.clone()).await {
+                Ok(ControllerResponse::NotController { .. }) | Err(_) => {}
+                Ok(answer) => return Some(answer),
+            }
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Replicas for each partition, spread round-robin over unfenced brokers
 /// (partition `p` starts at the `p`-th broker), as Kafka spreads them.
 pub fn assign(

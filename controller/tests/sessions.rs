@@ -16,23 +16,13 @@ const LEASE: LeaseConfig = LeaseConfig {
     max_clock_drift_ppm: 10_000,
 };
 
-/// Sends a leader-only request to whichever controller is active, following
-/// redirects and elections (under load an election can happen any time).
+/// Sends a leader-only request to whichever controller is active, through
+/// elections (under load one can happen at any moment).
 async fn ask(addrs: &[String], r: Req) -> Resp {
-    let start = Instant::now();
-    loop {
-        for a in addrs {
-            match call(a, r.clone()).await {
-                Ok(Resp::NotController { .. }) | Err(_) => {}
-                Ok(answer) => return answer,
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no active controller for {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{r:?}");
+    controller::service::call_active(addrs, r, Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("no active controller for {what}"))
 }
 
 /// The metadata of the controller that has applied the most.
