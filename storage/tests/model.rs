@@ -166,7 +166,19 @@ fn check_recovered(log: &Log, model: &mut Model) {
         .iter()
         .map(|e| (e.epoch, e.start_offset))
         .collect();
-    assert_eq!(cache, expected_epochs(&model.entries, start), "epoch cache");
+    let expected = expected_epochs(&model.entries, start);
+    if expected.is_empty() {
+        // An empty log (retention took every batch) may keep the epoch that
+        // covered its start, moved to the start, as Kafka's cache does; the
+        // model no longer has the batches that would name it.
+        let at_start = cache.len() == 1 && cache[0].1 == start && cache[0].0 <= model.epoch;
+        assert!(
+            cache.is_empty() || at_start,
+            "epoch cache of an empty log {start}..{end}: {cache:?}"
+        );
+    } else {
+        assert_eq!(cache, expected, "epoch cache (log {start}..{end})");
+    }
 }
 
 fn pick(at: u16, low: Offset, high: Offset) -> Offset {
