@@ -2,6 +2,7 @@
 //! variables, then command-line flags, each overriding the one before.
 
 use clap::Args;
+use controller::rules::lease::LeaseConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,29 @@ pub struct Settings {
     /// max.message.bytes: the largest record batch accepted [default: 1048588].
     #[arg(long)]
     pub max_message_bytes: Option<u32>,
+    /// Replicas of a topic created without a replication factor
+    /// (default.replication.factor), at most the number of registered
+    /// brokers [default: 3].
+    #[arg(long)]
+    pub default_replication_factor: Option<i16>,
+    /// The controller quorum's addresses, host:port comma-separated. Unset:
+    /// combined mode, a one-member controller quorum in this process
+    /// [default: unset].
+    #[arg(long)]
+    pub controllers: Option<String>,
+    /// Combined mode only: where the in-process controller listens
+    /// [default: 127.0.0.1:0, a free port].
+    #[arg(long)]
+    pub controller_listen: Option<String>,
+    /// Combined mode only: broker.session.timeout.ms of the in-process
+    /// controller (a separate controller sends its own at registration)
+    /// [default: 1000].
+    #[arg(long)]
+    pub session_timeout_ms: Option<u64>,
+    /// Combined mode only: the clock drift margin, in parts per million
+    /// [default: 10000].
+    #[arg(long)]
+    pub max_clock_drift_ppm: Option<u64>,
 }
 
 /// A setting that cannot be used, with the reason.
@@ -73,6 +97,9 @@ pub enum ConfigError {
         /// What the parser said.
         message: String,
     },
+    /// The session timeout and drift margin leave no safe lease.
+    #[error(transparent)]
+    Lease(controller::rules::lease::LeaseConfigError),
     /// A value is out of range.
     #[error("invalid value for {name}: {value:?}: {why}")]
     Value {
@@ -108,7 +135,12 @@ impl Settings {
             segment_bytes,
             retention_ms,
             retention_bytes,
-            max_message_bytes
+            max_message_bytes,
+            default_replication_factor,
+            controllers,
+            controller_listen,
+            session_timeout_ms,
+            max_clock_drift_ppm
         )
     }
 
@@ -139,7 +171,14 @@ impl Settings {
                 .unwrap_or(toml::Value::String(value));
             table.insert(name.to_ascii_lowercase(), parsed);
         }
-        let fix_strings = ["flush", "listen", "advertised_listener", "data_dir"];
+        let fix_strings = [
+            "flush",
+            "listen",
+            "advertised_listener",
+            "data_dir",
+            "controllers",
+            "controller_listen",
+        ];
         for key in fix_strings {
             if let Some(v) = table.get_mut(key) {
                 if !v.is_str() {
@@ -222,7 +261,57 @@ impl Settings {
                 "must be at least 1024",
             ));
         }
+        let default_replication_factor = self.default_replication_factor.unwrap_or(3);
+        if default_replication_factor < 1 {
+            return Err(bad(
+                "default_replication_factor",
+                default_replication_factor.to_string(),
+                "must be at least 1",
+            ));
+        }
+        let mut controllers = Vec::new();
+        for part in self.controllers.unwrap_or_default().split(',') {
+            if part.is_empty() {
+                continue;
+            }
+            // `id=host:port` (the controllers' own --quorum) or `host:port`.
+            let parsed = match part.split_once('=') {
+                Some((id, addr)) => id.parse::<u64>().ok().map(|id| (Some(id), addr)),
+                None => Some((None, part)),
+            };
+            match parsed {
+                Some((id, addr)) if addr.contains(':') => controllers.push((id, addr.to_string())),
+                _ => {
+                    return Err(bad(
+                        "controllers",
+                        part.to_string(),
+                        "expected ID=HOST:PORT or HOST:PORT, comma-separated",
+                    ))
+                }
+            }
+        }
+        let controller_text = self
+            .controller_listen
+            .unwrap_or_else(|| "127.0.0.1:0".into());
+        let controller_listen: SocketAddr = controller_text.parse().map_err(|_| {
+            bad(
+                "controller_listen",
+                controller_text.clone(),
+                "expected IP:PORT",
+            )
+        })?;
+        let lease = LeaseConfig {
+            session_timeout_ms: self.session_timeout_ms.unwrap_or(1_000),
+            max_clock_drift_ppm: self.max_clock_drift_ppm.unwrap_or(10_000),
+        };
+        if let Err(e) = lease.validate() {
+            return Err(ConfigError::Lease(e));
+        }
         Ok(BrokerConfig {
+            default_replication_factor,
+            controllers,
+            controller_listen,
+            lease,
             data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             listen,
             advertised_host: host,
@@ -257,6 +346,15 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: u32,
     /// Settings of every partition log.
     pub log: LogConfig,
+    /// Kafka's default.replication.factor.
+    pub default_replication_factor: i16,
+    /// The controller quorum (id if given, `host:port`); empty in combined
+    /// mode until the in-process controller is bound.
+    pub controllers: Vec<(Option<u64>, String)>,
+    /// Combined mode: the in-process controller's listener.
+    pub controller_listen: SocketAddr,
+    /// Combined mode: the in-process controller's lease settings.
+    pub lease: LeaseConfig,
 }
 
 #[cfg(test)]

@@ -137,7 +137,9 @@ async fn route(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Opti
     use handlers::*;
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions(0)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(broker, r, version).await)
+        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(offsets::list_offsets(broker, r, version).await)
@@ -146,13 +148,13 @@ async fn route(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Opti
             ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(broker, r))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(admin::create_topics(broker, r, version))
+            ResponseKind::CreateTopics(admin::create_topics(broker, r, version).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(admin::delete_topics(broker, r, version))
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, r, version).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(broker, r))
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(admin::describe_configs(broker, r))

@@ -1,41 +1,29 @@
-//! The metadata image: which topics exist, with their ids, partition counts
-//! and configs, and the cluster id.
-//!
-//! For now one durable JSON file in the data directory, written atomically.
-//! Issue 5 moves this into the Raft controller quorum; the broker reads it
-//! only through [`MetadataImage`], so that is the seam that changes.
+//! The metadata image: the broker's copy of what the controller quorum
+//! committed (cluster id, brokers, topics, each partition's replicas, ISR,
+//! leader and leader epoch), replaced whole on every update from the
+//! metadata feed. Handlers read leadership only from here, so what a broker
+//! answers in Metadata is never older than what it acts on.
 
-use serde::{Deserialize, Serialize};
+use controller::metadata::{BrokerId, BrokerRegistration, ClusterMetadata, PartitionState, Topic};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use storage::fs::{write_atomically, OsFs};
 use uuid::Uuid;
-
-/// File name of the image in the data directory.
-pub const IMAGE_FILE: &str = "metadata-image.json";
 
 /// Longest topic name Kafka accepts.
 const TOPIC_NAME_MAX: usize = 249;
 
-/// One topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicMeta {
-    /// Kafka topic id.
-    pub id: Uuid,
-    /// Number of partitions, `0..partitions`.
-    pub partitions: i32,
-    /// Topic-level config overrides (Kafka names).
-    #[serde(default)]
-    pub configs: BTreeMap<String, String>,
-}
-
-/// The cluster metadata a single broker needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The committed cluster metadata as of one applied Raft entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataImage {
-    /// Kafka cluster id, fixed at first start.
+    /// Index of the last controller log entry this image includes (0: none
+    /// yet).
+    pub applied: u64,
+    /// Kafka cluster id.
     pub cluster_id: String,
+    /// Registered brokers, fenced ones included.
+    pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
     /// Topics by name.
-    pub topics: BTreeMap<String, TopicMeta>,
+    pub topics: BTreeMap<String, Topic>,
 }
 
 /// Why a topic name is not allowed (Kafka's rules).
@@ -68,44 +56,52 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicNameError> {
 }
 
 impl MetadataImage {
-    /// Loads the image from `data_dir`, or starts an empty one with a new
-    /// cluster id (written at once, so the id never changes).
-    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<MetadataImage> {
-        let path = data_dir.join(IMAGE_FILE);
-        if path.exists() {
-            let bytes = std::fs::read(&path)?;
-            let image: MetadataImage = serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("corrupt metadata image {}: {e}", path.display()))?;
-            return Ok(image);
+    /// The image of `metadata` as of applied entry `applied`.
+    pub fn new(applied: u64, metadata: ClusterMetadata) -> MetadataImage {
+        MetadataImage {
+            applied,
+            cluster_id: metadata.cluster_id,
+            brokers: metadata.brokers,
+            topics: metadata.topics,
         }
-        std::fs::create_dir_all(data_dir)?;
-        let image = MetadataImage {
-            cluster_id: new_cluster_id(),
-            topics: BTreeMap::new(),
-        };
-        image.save(data_dir)?;
-        Ok(image)
-    }
-
-    /// Writes the image durably (temp file, fsync, rename, directory fsync).
-    pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        write_atomically(&OsFs, &data_dir.join(IMAGE_FILE), &json)
     }
 
     /// The topic with this id.
-    pub fn topic_by_id(&self, id: Uuid) -> Option<(&String, &TopicMeta)> {
+    pub fn topic_by_id(&self, id: Uuid) -> Option<(&String, &Topic)> {
         self.topics.iter().find(|(_, t)| t.id == id)
     }
-}
 
-/// Kafka's cluster ids are 16 random bytes in URL-safe base64 (22 chars).
-fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bits = Uuid::new_v4().as_u128();
-    (0..22)
-        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
-        .collect()
+    /// One partition's state.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<&PartitionState> {
+        let topic = self.topics.get(topic)?;
+        topic.partitions.get(usize::try_from(index).ok()?)
+    }
+
+    /// Unfenced brokers: the ones clients are told about.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRegistration> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Whether `broker` is registered and unfenced.
+    pub fn is_live(&self, broker: BrokerId) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
+    /// Every partition `broker` holds a replica of: (topic, index, topic id,
+    /// state).
+    pub fn replicas_of(
+        &self,
+        broker: BrokerId,
+    ) -> impl Iterator<Item = (&String, i32, Uuid, &PartitionState)> {
+        self.topics.iter().flat_map(move |(name, topic)| {
+            topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(move |(_, p)| p.replicas.contains(&broker))
+                .map(move |(i, p)| (name, i as i32, topic.id, p))
+        })
+    }
 }
 
 /// The directory of one partition's log: `<data_dir>/<topic>-<partition>`.
@@ -134,25 +130,5 @@ mod tests {
         for name in bad {
             assert!(validate_topic_name(name).is_err(), "{name}");
         }
-    }
-
-    #[test]
-    fn image_survives_a_reload() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut image = MetadataImage::load_or_create(dir.path()).unwrap();
-        assert_eq!(image.cluster_id.len(), 22);
-        image.topics.insert(
-            "t".into(),
-            TopicMeta {
-                id: Uuid::new_v4(),
-                partitions: 3,
-                configs: BTreeMap::new(),
-            },
-        );
-        image.save(dir.path()).unwrap();
-        assert_eq!(MetadataImage::load_or_create(dir.path()).unwrap(), image);
-        std::fs::write(dir.path().join(IMAGE_FILE), b"{not json").unwrap();
-        let err = MetadataImage::load_or_create(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("corrupt metadata image"), "{err}");
     }
 }

@@ -4,18 +4,23 @@
 //! `server` accepts connections and reads frames (`frame`); `dispatch`
 //! decodes each request with the `kafka-protocol` crate, checks it against
 //! the advertised versions (`versions`) and routes it to `handlers`, which
-//! work on the shared `state`: the metadata image (`image`, the seam the
-//! controller quorum replaces in issue 5) and the partitions (`partition`).
+//! work on the shared `state`: the metadata image (`image`, followed from
+//! the controller quorum by `controller_link`) and the partition replicas
+//! (`partition`). `roles` runs a broker alone or beside an in-process
+//! controller (combined mode).
 
 pub mod admin_cli;
 pub mod config;
 pub mod controller_cli;
+pub mod controller_link;
 pub mod dispatch;
 pub mod frame;
 pub mod groups;
 pub mod handlers;
 pub mod image;
+pub mod local_cluster;
 pub mod partition;
+pub mod roles;
 pub mod server;
 pub mod state;
 pub mod versions;

@@ -1,7 +1,8 @@
-//! The `baton` binary. With no arguments it runs one broker with its data in
-//! `./data` and a Kafka listener on 127.0.0.1:9092.
+//! The `baton` binary. With no arguments it runs combined mode: a broker
+//! and a one-member controller quorum in one process, data in `./data`, the
+//! Kafka listener on 127.0.0.1:9092.
 
-use broker::{Broker, Settings};
+use broker::Settings;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -13,8 +14,10 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Baton: a Kafka-protocol broker with leader election you can trust.
 ///
-/// With no subcommand, runs a broker (settings: defaults, then --config
-/// FILE, then BATON_* variables such as BATON_DATA_DIR, then flags).
+/// With no subcommand, runs a broker and, unless --controllers names a
+/// quorum, its own one-member controller quorum (combined mode). Settings:
+/// defaults, then --config FILE, then BATON_* variables such as
+/// BATON_DATA_DIR, then flags.
 #[derive(Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -33,6 +36,20 @@ enum Command {
     Admin(broker::admin_cli::AdminArgs),
     /// Run one member of the controller quorum (Raft).
     Controller(broker::controller_cli::ControllerArgs),
+    /// Run a broker that joins the controller quorum named by --controllers.
+    Broker(BrokerArgs),
+    /// Run a cluster of separate processes on loopback: controllers and
+    /// brokers, until Ctrl-C.
+    LocalCluster(broker::local_cluster::LocalClusterArgs),
+}
+
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// A TOML file of settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,47 +70,52 @@ fn main() -> anyhow::Result<()> {
             return runtime.block_on(broker::admin_cli::run(args));
         }
         Some(Command::Controller(args)) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            return runtime.block_on(broker::controller_cli::run(args));
+            return multi_thread()?.block_on(broker::controller_cli::run(args));
+        }
+        Some(Command::LocalCluster(args)) => {
+            return multi_thread()?.block_on(broker::local_cluster::run(args));
+        }
+        Some(Command::Broker(args)) => {
+            let config = resolve(args.config.as_deref(), args.settings)?;
+            if config.controllers.is_empty() {
+                anyhow::bail!(
+                    "baton broker needs --controllers (the controller quorum's addresses)"
+                );
+            }
+            return multi_thread()?.block_on(run(config));
         }
         None => {}
     }
+    let config = resolve(cli.config.as_deref(), cli.settings)?;
+    multi_thread()?.block_on(run(config))
+}
+
+fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Defaults, then the file, then `BATON_*`, then flags.
+fn resolve(
+    file: Option<&std::path::Path>,
+    flags: Settings,
+) -> anyhow::Result<broker::BrokerConfig> {
     let mut settings = Settings::default();
-    if let Some(path) = &cli.config {
+    if let Some(path) = file {
         settings = settings.overridden_by(Settings::from_file(path)?);
     }
     let env = std::env::vars().filter(|(k, _)| k != "BATON_LOG");
     let settings = settings
         .overridden_by(Settings::from_env(env)?)
-        .overridden_by(cli.settings);
-    let config = settings.resolve()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(config))
+        .overridden_by(flags);
+    Ok(settings.resolve()?)
 }
 
-async fn run(mut config: broker::BrokerConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let bound = listener.local_addr()?;
-    if config.advertised_port == 0 {
-        // --listen HOST:0 picks a free port: advertise the one we got.
-        config.advertised_port = bound.port();
-    }
-    let broker = Broker::open(config)?;
-    // One plain line on stdout that tools and tests can wait for.
-    println!("baton listening on {bound}");
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        advertised = %format!("{}:{}", broker.config.advertised_host, broker.config.advertised_port),
-        data_dir = %broker.config.data_dir.display(),
-        "baton broker ready"
-    );
-    let shutdown = broker::shutdown_signal();
-    broker::server::serve(broker, listener, shutdown).await;
-    Ok(())
+async fn run(config: broker::BrokerConfig) -> anyhow::Result<()> {
+    broker::roles::run(config, broker::shutdown_signal(), |bound| {
+        // One plain line on stdout that tools and tests can wait for.
+        println!("baton listening on {bound}");
+    })
+    .await
 }

@@ -1,7 +1,8 @@
-//! A partition this broker leads: its log, its leader epoch and its high
-//! watermark. On a single broker the high watermark is what the flush policy
-//! has made durable (`always`) or the log end (otherwise); replication
-//! (issue 6) will compute it from the ISR instead.
+//! A partition this broker holds a replica of: its log and its high
+//! watermark. Whether it leads, and in which epoch, is in the metadata image
+//! (`crate::image`), never here. Until replication (issue 6) the high
+//! watermark is what the leader's flush policy has made durable (`always`)
+//! or its log end (otherwise); replication will compute it from the ISR.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,11 +13,12 @@ use storage::{
 
 use uuid::Uuid;
 
-/// The epoch a single broker leads every partition in. Epochs start at 1:
-/// 0 and -1 are what clients send when they know none (CLAIMS.md, claim 3).
-pub const SINGLE_NODE_EPOCH: LeaderEpoch = 1;
+/// The file naming the topic id a partition directory belongs to (Kafka's
+/// `partition.metadata`), so a directory left by a deleted topic is never
+/// served as a new topic of the same name.
+pub const PARTITION_METADATA: &str = "partition.metadata";
 
-/// One led partition.
+/// One partition replica.
 #[derive(Debug)]
 pub struct Partition {
     /// Topic name.
@@ -27,8 +29,6 @@ pub struct Partition {
     pub topic_id: Uuid,
     /// The log, shared with blocking tasks.
     pub log: Arc<SharedLog>,
-    /// Current leader epoch.
-    pub leader_epoch: LeaderEpoch,
     flush: FlushPolicy,
 }
 
@@ -81,7 +81,8 @@ pub fn log_config_for(
 }
 
 impl Partition {
-    /// Opens (recovering) the partition's log.
+    /// Opens (recovering) the partition's log in `dir`. A directory that
+    /// belongs to another topic id (a deleted topic's) is removed first.
     pub fn open(
         dir: std::path::PathBuf,
         topic: &str,
@@ -90,29 +91,43 @@ impl Partition {
         config: LogConfig,
     ) -> anyhow::Result<Partition> {
         let flush = config.flush;
+        claim_dir(&dir, topic_id)?;
         let mut log = Log::open(Arc::new(storage::fs::OsFs), dir, config)?;
-        // A single broker's committed records are the durable ones.
+        // Without replication, committed records are the durable ones.
         let hw = log.flushed_offset().max(log.high_watermark());
         log.set_high_watermark(hw);
-        if log.latest_epoch().is_none_or(|e| e < SINGLE_NODE_EPOCH) {
-            log.assign_leader_epoch(SINGLE_NODE_EPOCH)?;
-        }
         Ok(Partition {
             topic: topic.to_string(),
             index,
             topic_id,
             log: Arc::new(SharedLog::new(log)),
-            leader_epoch: SINGLE_NODE_EPOCH,
             flush,
         })
     }
 
-    /// Appends without waiting for the flush policy: calls made in order
-    /// land in order. The write goes to the page cache (the sync is what
-    /// blocks), so it runs on the calling task, as Kafka's request handler
-    /// threads append. Follow with [`commit`](Self::commit).
-    pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, AppendError> {
-        self.log.append_unsynced(batches, self.leader_epoch, now_ms)
+    /// Starts `leader_epoch` at the log end, as a new leader does before its
+    /// first append (so OffsetForLeaderEpoch answers for it at once). An
+    /// epoch the log already has changes nothing.
+    pub fn become_leader(&self, leader_epoch: LeaderEpoch) -> Result<(), AppendError> {
+        let mut log = self.log.lock();
+        if log.latest_epoch().is_none_or(|e| e < leader_epoch) {
+            log.assign_leader_epoch(leader_epoch)?;
+        }
+        Ok(())
+    }
+
+    /// Appends as leader in `leader_epoch` without waiting for the flush
+    /// policy: calls made in order land in order. The write goes to the page
+    /// cache (the sync is what blocks), so it runs on the calling task, as
+    /// Kafka's request handler threads append. Follow with
+    /// [`commit`](Self::commit).
+    pub fn append(
+        &self,
+        batches: &[u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        self.log.append_unsynced(batches, leader_epoch, now_ms)
     }
 
     /// Waits until the flush policy is met for `info`, then advances the
@@ -154,4 +169,25 @@ impl Partition {
             log.log_end_offset(),
         )
     }
+}
+
+/// Makes `dir` the directory of `topic_id`: a directory recording another
+/// id is a deleted topic's leftovers and is removed; a new or unmarked one
+/// gets the id written (atomically) before any log file.
+fn claim_dir(dir: &std::path::Path, topic_id: Uuid) -> anyhow::Result<()> {
+    let path = dir.join(PARTITION_METADATA);
+    let expected = format!("version: 0\ntopic_id: {topic_id}\n");
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found == expected => return Ok(()),
+        Ok(found) => {
+            tracing::warn!(dir = %dir.display(), %found, %topic_id,
+                "partition directory of a deleted topic: removing it");
+            std::fs::remove_dir_all(dir)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    std::fs::create_dir_all(dir)?;
+    storage::fs::write_atomically(&storage::fs::OsFs, &path, expected.as_bytes())?;
+    Ok(())
 }

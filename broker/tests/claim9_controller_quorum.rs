@@ -77,6 +77,7 @@ fn create_req(name: &str) -> Req {
         name: name.into(),
         partitions: 1,
         replication_factor: 1,
+        configs: Default::default(),
     }
 }
 
@@ -87,6 +88,7 @@ async fn create(addr: &str, name: &str) -> Resp {
             name: name.into(),
             partitions: 1,
             replication_factor: 1,
+            configs: Default::default(),
         },
     )
     .await
@@ -138,7 +140,7 @@ async fn claim9_quorum_survives_minority_loss_and_stops_without_majority() {
     )
     .await
     {
-        Resp::Registered { epoch } => assert_eq!(epoch, 1),
+        Resp::Registered { epoch, .. } => assert_eq!(epoch, 1),
         other => panic!("{other:?}"),
     }
     assert!(matches!(

@@ -1,6 +1,7 @@
 //! Property: any bytes after a valid header prefix, for every advertised
 //! API and version, give a response or a close, never a panic or an abort.
-//! Runs `dispatch::handle` in-process, with the same allocator as `baton`.
+//! Runs `dispatch::handle` in-process, with the same allocator as `baton`,
+//! on a broker that has no controller (and so an empty metadata image).
 
 use broker::dispatch::{self, Outcome};
 use broker::{Broker, Settings};
@@ -16,7 +17,16 @@ fn broker() -> (tempfile::TempDir, Arc<Broker>) {
         data_dir: Some(dir.path().join("data")),
         ..Settings::default()
     };
-    let broker = Broker::open(settings.resolve().unwrap()).unwrap();
+    let config = settings.resolve().unwrap();
+    // No controller: the image stays empty, so every topic change is refused
+    // by the broker's own checks before anything would be forwarded.
+    let session = controller::broker_session::BrokerSession::new(
+        1,
+        "127.0.0.1:1".into(),
+        vec![],
+        config.lease,
+    );
+    let broker = Broker::open(config, session).unwrap();
     (dir, broker)
 }
 

@@ -24,6 +24,9 @@ struct SessionState {
     acked_sent_at_ms: Option<u64>,
     /// The controller to talk to first.
     controller: Option<String>,
+    /// The lease settings the controller sent at registration; until then,
+    /// the configured ones.
+    lease: Option<LeaseConfig>,
 }
 
 /// A broker's session with the controller quorum; cheap to clone.
@@ -74,13 +77,40 @@ impl BrokerSession {
 
     /// Whether the lease allows serving as leader now.
     pub fn lease_valid(&self) -> bool {
-        let acked = self.lock().acked_sent_at_ms;
-        may_serve(&self.lease, acked, self.now_ms())
+        let (acked, lease) = {
+            let state = self.lock();
+            (state.acked_sent_at_ms, state.lease.unwrap_or(self.lease))
+        };
+        may_serve(&lease, acked, self.now_ms())
     }
 
     /// The current broker epoch, if registered.
     pub fn epoch(&self) -> Option<u64> {
         self.lock().epoch
+    }
+
+    /// The controllers' addresses this session was given.
+    pub fn controllers(&self) -> &[String] {
+        &self.controllers
+    }
+
+    /// Ends the session at once (controlled shutdown): the lease is dropped
+    /// first, so this broker serves nothing more, then the controller fences
+    /// this epoch and moves its partitions without waiting for the timeout.
+    /// Heartbeats stop for good.
+    pub async fn shutdown(&self) {
+        self.set_paused(true);
+        let epoch = {
+            let mut state = self.lock();
+            state.acked_sent_at_ms = None;
+            state.epoch.take()
+        };
+        if let Some(epoch) = epoch {
+            let answer = self
+                .ask(ControllerRequest::ShutdownBroker { id: self.id, epoch })
+                .await;
+            tracing::info!(broker = self.id, epoch, ?answer, "controlled shutdown");
+        }
     }
 
     /// How many times this broker has registered (tests).
@@ -117,11 +147,16 @@ impl BrokerSession {
         None
     }
 
-    /// Runs the session forever: heartbeats every quarter session timeout.
+    /// Runs the session forever: registers at once, then heartbeats every
+    /// quarter session timeout.
     pub async fn run(self) {
-        let interval = Duration::from_millis((self.lease.session_timeout_ms / 4).max(10));
+        let mut first = true;
         loop {
-            tokio::time::sleep(interval).await;
+            if !std::mem::take(&mut first) {
+                let lease = self.lock().lease.unwrap_or(self.lease);
+                let interval = Duration::from_millis((lease.session_timeout_ms / 4).max(10));
+                tokio::time::sleep(interval).await;
+            }
             if self.paused.load(Ordering::Relaxed) {
                 continue;
             }
@@ -159,10 +194,19 @@ impl BrokerSession {
             endpoint: self.endpoint.clone(),
             incarnation: self.incarnation,
         };
-        if let Some(ControllerResponse::Registered { epoch }) = self.ask(request).await {
+        if let Some(ControllerResponse::Registered {
+            epoch,
+            session_timeout_ms,
+            max_clock_drift_ppm,
+        }) = self.ask(request).await
+        {
             self.registrations.fetch_add(1, Ordering::Relaxed);
             let mut state = self.lock();
             state.epoch = Some(epoch);
+            state.lease = Some(LeaseConfig {
+                session_timeout_ms,
+                max_clock_drift_ppm,
+            });
             // Registration counts as the session's first heartbeat.
             state.acked_sent_at_ms = Some(sent_at);
         }

@@ -46,6 +46,18 @@ pub enum Command {
     },
     /// Moves every partition whose preferred replica can lead back to it.
     ElectPreferredLeaders,
+    /// Sets the cluster id, once (the first active controller proposes it).
+    InitCluster {
+        /// The id.
+        cluster_id: String,
+    },
+    /// Adds partitions to a topic (Kafka's CreatePartitions).
+    CreatePartitions {
+        /// Topic name.
+        name: String,
+        /// Replicas of each new partition, in preference order.
+        assignment: Vec<Vec<BrokerId>>,
+    },
 }
 
 /// What applying a command produced.
@@ -143,6 +155,30 @@ pub fn apply(meta: &mut ClusterMetadata, command: &Command, unclean: bool) -> Co
             Some(_) => ok(None, 0),
             None => CommandResult::Refused(format!("topic {name} does not exist")),
         },
+        Command::InitCluster { cluster_id } => {
+            if !meta.cluster_id.is_empty() {
+                return CommandResult::Refused(format!(
+                    "the cluster id is already {}",
+                    meta.cluster_id
+                ));
+            }
+            meta.cluster_id = cluster_id.clone();
+            ok(None, 0)
+        }
+        Command::CreatePartitions { name, assignment } => {
+            let Some(topic) = meta.topics.get_mut(name) else {
+                return CommandResult::Refused(format!("topic {name} does not exist"));
+            };
+            if assignment.is_empty() || assignment.iter().any(|r| r.is_empty()) {
+                return CommandResult::Refused("every partition needs at least one replica".into());
+            }
+            topic.partitions.extend(
+                assignment
+                    .iter()
+                    .map(|replicas| PartitionState::new(replicas.clone())),
+            );
+            ok(None, assignment.len())
+        }
         Command::ElectPreferredLeaders => {
             let live = live_set(meta);
             let changed =
@@ -308,6 +344,10 @@ mod tests {
                 assignment: vec![vec![]],
                 configs: BTreeMap::new(),
             },
+            Command::CreatePartitions {
+                name: "nope".into(),
+                assignment: vec![vec![1]],
+            },
         ];
         for c in cases {
             assert!(
@@ -316,5 +356,38 @@ mod tests {
             );
             assert_eq!(meta, before, "{c:?}");
         }
+    }
+
+    #[test]
+    fn cluster_id_is_set_once_and_partitions_grow() {
+        let mut meta = ClusterMetadata::default();
+        let init = |id: &str| Command::InitCluster {
+            cluster_id: id.into(),
+        };
+        assert_eq!(apply(&mut meta, &init("a"), false), ok(None, 0));
+        assert!(matches!(
+            apply(&mut meta, &init("b"), false),
+            CommandResult::Refused(_)
+        ));
+        assert_eq!(meta.cluster_id, "a");
+        register(&mut meta, 1);
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            id: uuid::Uuid::nil(),
+            assignment: vec![vec![1]],
+            configs: BTreeMap::new(),
+        };
+        apply(&mut meta, &create, false);
+        let grow = Command::CreatePartitions {
+            name: "t".into(),
+            assignment: vec![vec![1], vec![1]],
+        };
+        assert_eq!(apply(&mut meta, &grow, false), ok(None, 2));
+        assert_eq!(meta.topics["t"].partitions.len(), 3);
+        assert_eq!(
+            leader(&meta, 2),
+            (Some(1), 1),
+            "new partitions start in epoch 1"
+        );
     }
 }

@@ -71,6 +71,10 @@ pub struct Topic {
 /// Everything the quorum agrees on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterMetadata {
+    /// Kafka cluster id (22 characters of URL-safe base64), set once by the
+    /// first active controller; empty until then.
+    #[serde(default)]
+    pub cluster_id: String,
     /// Registered brokers.
     pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
     /// The next broker epoch to hand out (epochs are never reused).

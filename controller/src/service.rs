@@ -42,6 +42,24 @@ pub enum ControllerRequest {
         partitions: i32,
         /// Replicas per partition.
         replication_factor: i16,
+        /// Topic config overrides (checked by the broker that forwards them).
+        configs: BTreeMap<String, String>,
+    },
+    /// Grow a topic to `count` partitions, spread as at creation.
+    CreatePartitions {
+        /// Name.
+        name: String,
+        /// The new total.
+        count: i32,
+    },
+    /// A broker shutting down cleanly ends its session at once, so its
+    /// partitions get new leaders without waiting for the timeout (Kafka's
+    /// controlled shutdown). It has stopped serving before it asks.
+    ShutdownBroker {
+        /// Node id.
+        id: BrokerId,
+        /// The epoch whose session ends.
+        epoch: u64,
     },
     /// Delete a topic.
     DeleteTopic {
@@ -95,10 +113,16 @@ pub struct BrokerInfo {
 /// The answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerResponse {
-    /// Registered with this broker epoch.
+    /// Registered with this broker epoch. The lease settings travel with
+    /// it, so a broker can never compute its lease from a session timeout
+    /// other than the one the controller fences by.
     Registered {
         /// The new broker epoch.
         epoch: u64,
+        /// The controller's `broker.session.timeout.ms`.
+        session_timeout_ms: u64,
+        /// The controller's clock drift margin, in parts per million.
+        max_clock_drift_ppm: u64,
     },
     /// Heartbeat accepted: the session (and the broker's lease) goes on.
     HeartbeatOk,
@@ -204,21 +228,35 @@ impl Service {
                 name,
                 partitions,
                 replication_factor,
+                configs,
             } => {
                 let meta = self.controller.state().metadata;
-                match assign(&meta, partitions, replication_factor) {
+                match assign(&meta, 0, partitions, replication_factor) {
                     Ok(assignment) => {
                         let id = uuid::Uuid::new_v4();
                         self.propose(Command::CreateTopic {
                             name,
                             id,
                             assignment,
-                            configs: BTreeMap::new(),
+                            configs,
                         })
                         .await
                     }
                     Err(why) => ControllerResponse::Refused(why),
                 }
+            }
+            ControllerRequest::CreatePartitions { name, count } => {
+                let meta = self.controller.state().metadata;
+                match grow(&meta, &name, count) {
+                    Ok(assignment) => {
+                        self.propose(Command::CreatePartitions { name, assignment })
+                            .await
+                    }
+                    Err(why) => ControllerResponse::Refused(why),
+                }
+            }
+            ControllerRequest::ShutdownBroker { id, epoch } => {
+                self.propose(Command::FenceBroker { id, epoch }).await
             }
             ControllerRequest::DeleteTopic { name } => {
                 self.propose(Command::DeleteTopic { name }).await
@@ -298,7 +336,11 @@ impl Service {
                 if let Some((tracker, _)) = sessions.as_mut() {
                     let _ = tracker.heartbeat(&meta, id, epoch, self.now_ms());
                 }
-                ControllerResponse::Registered { epoch }
+                ControllerResponse::Registered {
+                    epoch,
+                    session_timeout_ms: self.lease.session_timeout_ms,
+                    max_clock_drift_ppm: self.lease.max_clock_drift_ppm,
+                }
             }
             other => other,
         }
@@ -379,6 +421,13 @@ impl Service {
                     .map(|(t, _)| t.expired(&meta, self.now_ms()))
                     .unwrap_or_default()
             };
+            if active && self.controller.state().metadata.cluster_id.is_empty() {
+                let cluster_id = new_cluster_id();
+                let _ = self
+                    .controller
+                    .propose(Command::InitCluster { cluster_id })
+                    .await;
+            }
             for (id, epoch) in expired {
                 tracing::warn!(broker = id, epoch, "broker session expired: fencing");
                 let _ = self
@@ -509,10 +558,38 @@ pub async fn call_active(
     }
 }
 
-/// Replicas for each partition, spread round-robin over unfenced brokers
-/// (partition `p` starts at the `p`-th broker), as Kafka spreads them.
+/// Kafka's cluster ids are 16 random bytes in URL-safe base64 (22 chars).
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = uuid::Uuid::new_v4().as_u128();
+    (0..22)
+        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}
+
+/// Replicas for the new partitions of topic `name` grown to `count`, with
+/// the replication factor of its first partition.
+pub fn grow(meta: &ClusterMetadata, name: &str, count: i32) -> Result<Vec<Vec<BrokerId>>, String> {
+    let topic = meta
+        .topics
+        .get(name)
+        .ok_or_else(|| format!("topic {name} does not exist"))?;
+    let existing = topic.partitions.len() as i32;
+    if count <= existing {
+        return Err(format!(
+            "topic {name} has {existing} partitions; {count} would not add any"
+        ));
+    }
+    let rf = topic.partitions.first().map_or(1, |p| p.replicas.len()) as i16;
+    assign(meta, existing as usize, count - existing, rf)
+}
+
+/// Replicas for `partitions` partitions, spread round-robin over unfenced
+/// brokers (partition `first + p` starts at broker `first + p`), as Kafka
+/// spreads them.
 pub fn assign(
     meta: &ClusterMetadata,
+    first: usize,
     partitions: i32,
     replication_factor: i16,
 ) -> Result<Vec<Vec<BrokerId>>, String> {
@@ -531,7 +608,7 @@ pub fn assign(
             live.len()
         ));
     }
-    Ok((0..partitions as usize)
+    Ok((first..first + partitions as usize)
         .map(|p| {
             (0..replication_factor as usize)
                 .map(|r| live[(p + r) % live.len()])
@@ -560,15 +637,15 @@ mod tests {
             );
         }
         assert_eq!(
-            assign(&meta, 4, 3).unwrap(),
+            assign(&meta, 0, 4, 3).unwrap(),
             vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2], vec![1, 2, 3]]
         );
-        assert_eq!(assign(&meta, 2, 1).unwrap(), vec![vec![1], vec![2]]);
-        assert!(assign(&meta, 1, 4).is_err());
-        assert!(assign(&meta, 0, 1).is_err());
+        assert_eq!(assign(&meta, 0, 2, 1).unwrap(), vec![vec![1], vec![2]]);
+        assert!(assign(&meta, 0, 1, 4).is_err());
+        assert!(assign(&meta, 0, 0, 1).is_err());
         apply(&mut meta, &Command::FenceBroker { id: 2, epoch: 2 }, false);
         assert_eq!(
-            assign(&meta, 2, 2).unwrap(),
+            assign(&meta, 0, 2, 2).unwrap(),
             vec![vec![1, 3], vec![3, 1]],
             "fenced brokers get no replicas"
         );

@@ -50,6 +50,7 @@ async fn lease_ends_before_fencing_and_a_thawed_broker_registers_again() {
                 name: "t".into(),
                 partitions: 1,
                 replication_factor: 1,
+                configs: Default::default(),
             },
         )
         .await
@@ -68,6 +69,7 @@ async fn lease_ends_before_fencing_and_a_thawed_broker_registers_again() {
             name: "t".into(),
             partitions: 1,
             replication_factor: 1,
+            configs: Default::default(),
         },
     )
     .await;

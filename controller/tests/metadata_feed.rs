@@ -23,6 +23,7 @@ async fn create_on_leader(addrs: &[String], name: &str) {
                     name: name.into(),
                     partitions: 1,
                     replication_factor: 1,
+                    configs: Default::default(),
                 },
             )
             .await

@@ -79,7 +79,7 @@ async fn sessions_fence_elect_and_refuse_bad_requests() {
         )
         .await
         {
-            Resp::Registered { epoch } => epochs.insert(id, epoch),
+            Resp::Registered { epoch, .. } => epochs.insert(id, epoch),
             other => panic!("register {id}: {other:?}"),
         };
         registered_at.insert(id, Instant::now());
@@ -103,6 +103,7 @@ async fn sessions_fence_elect_and_refuse_bad_requests() {
             name: "t".into(),
             partitions: 3,
             replication_factor: 3,
+            configs: Default::default(),
         },
     )
     .await
@@ -180,7 +181,7 @@ async fn sessions_fence_elect_and_refuse_bad_requests() {
     )
     .await
     {
-        Resp::Registered { epoch } => assert!(epoch > epochs[&3], "a new, higher broker epoch"),
+        Resp::Registered { epoch, .. } => assert!(epoch > epochs[&3], "a new, higher broker epoch"),
         other => panic!("re-register: {other:?}"),
     }
     let meta = latest(&nodes);

@@ -98,6 +98,7 @@ async fn main() {
                 name: name.clone(),
                 partitions: 1,
                 replication_factor: 1,
+                configs: Default::default(),
             },
         )
         .await;

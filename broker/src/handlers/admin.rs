@@ -2,6 +2,9 @@
 //! DescribeCluster.
 
 use super::{str_bytes, topic_name};
+use crate::controller_link::{
+    create_partitions as create_partitions_to, create_topic, delete_topic,
+};
 use crate::partition::{log_config_for, TOPIC_CONFIGS};
 use crate::state::Broker;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
@@ -33,61 +36,60 @@ const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Handles CreateTopics.
-pub fn create_topics(
+/// Handles CreateTopics: each topic is committed by the controller.
+pub async fn create_topics(
     broker: &Broker,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut results = Vec::new();
+    for t in request.topics {
+        results.push({
             let name = t.name.0.to_string();
             let configs: BTreeMap<String, String> = t
                 .configs
                 .iter()
                 .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
                 .collect();
-            let mut partitions = t.num_partitions;
-            let mut replication_factor = t.replication_factor;
-            if !t.assignments.is_empty() {
-                // Manual assignment: only this broker can hold a replica.
-                partitions = t.assignments.len() as i32;
-                let only_here = t
-                    .assignments
-                    .iter()
-                    .all(|a| a.broker_ids == [BrokerId(broker.config.node_id)]);
-                replication_factor = if only_here { 1 } else { i16::MAX };
-            }
             let result = CreatableTopicResult::default().with_name(topic_name(&name));
-            match broker.create_topic(
-                &name,
-                partitions,
-                replication_factor,
-                configs,
-                request.validate_only,
-            ) {
-                Ok(meta) if version >= 5 => result
+            let created = if t.assignments.is_empty() {
+                create_topic(
+                    broker,
+                    &name,
+                    t.num_partitions,
+                    t.replication_factor,
+                    configs,
+                    request.validate_only,
+                )
+                .await
+            } else {
+                Err((
+                    ResponseError::InvalidRequest,
+                    "manual replica assignment is not supported: the controller spreads replicas"
+                        .to_string(),
+                ))
+            };
+            match created {
+                Ok(c) if version >= 5 => result
                     .with_topic_id(if version >= 7 {
-                        meta.id
+                        c.id
                     } else {
                         uuid::Uuid::nil()
                     })
-                    .with_num_partitions(meta.partitions)
-                    .with_replication_factor(1),
+                    .with_num_partitions(c.partitions)
+                    .with_replication_factor(c.replication_factor),
                 Ok(_) => result,
                 Err((e, message)) => result
                     .with_error_code(e.code())
                     .with_error_message(Some(str_bytes(&message))),
             }
-        })
-        .collect();
+        });
+    }
     CreateTopicsResponse::default().with_topics(results)
 }
 
 /// Handles DeleteTopics, by name (all versions) or by id (v6).
-pub fn delete_topics(
+pub async fn delete_topics(
     broker: &Broker,
     request: DeleteTopicsRequest,
     version: i16,
@@ -103,47 +105,46 @@ pub fn delete_topics(
             .iter()
             .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)),
     );
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::new();
+    for (name, id) in targets {
+        responses.push({
             let name = name.or_else(|| broker.image().topic_by_id(id).map(|(n, _)| n.clone()));
             let shown_id = |id| if version >= 6 { id } else { uuid::Uuid::nil() };
             let result = DeletableTopicResult::default()
                 .with_name(name.as_deref().map(topic_name))
                 .with_topic_id(shown_id(id));
-            let Some(name) = name else {
-                return result.with_error_code(ResponseError::UnknownTopicId.code());
-            };
-            match broker.delete_topic(&name) {
-                Ok(id) => result.with_topic_id(shown_id(id)),
-                Err((e, message)) => result
-                    .with_error_code(e.code())
-                    .with_error_message((version >= 5).then(|| str_bytes(&message))),
+            match name {
+                None => result.with_error_code(ResponseError::UnknownTopicId.code()),
+                Some(name) => match delete_topic(broker, &name).await {
+                    Ok(id) => result.with_topic_id(shown_id(id)),
+                    Err((e, message)) => result
+                        .with_error_code(e.code())
+                        .with_error_message((version >= 5).then(|| str_bytes(&message))),
+                },
             }
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
 /// Handles CreatePartitions.
-pub fn create_partitions(
+pub async fn create_partitions(
     broker: &Broker,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.0.to_string();
-            let result = CreatePartitionsTopicResult::default().with_name(topic_name(&name));
-            match broker.create_partitions(&name, t.count, request.validate_only) {
+    let mut results = Vec::new();
+    for t in request.topics {
+        let name = t.name.0.to_string();
+        let result = CreatePartitionsTopicResult::default().with_name(topic_name(&name));
+        results.push(
+            match create_partitions_to(broker, &name, t.count, request.validate_only).await {
                 Ok(()) => result,
                 Err((e, message)) => result
                     .with_error_code(e.code())
                     .with_error_message(Some(str_bytes(&message))),
-            }
-        })
-        .collect();
+            },
+        );
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 
@@ -233,19 +234,51 @@ fn topic_configs(
         .collect()
 }
 
-/// Handles DescribeCluster.
+/// KIP-919's DescribeCluster endpoint types.
+const ENDPOINT_BROKERS: i8 = 1;
+const ENDPOINT_CONTROLLERS: i8 = 2;
+
+/// Handles DescribeCluster: the live brokers, or (v1, endpoint type 2,
+/// KIP-919) the controller quorum, so tools find the controllers through
+/// any broker.
 pub fn describe_cluster(
     broker: &Broker,
-    _request: DescribeClusterRequest,
+    request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let node = BrokerId(broker.config.node_id);
-    DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(&broker.image().cluster_id))
-        .with_controller_id(node)
-        .with_endpoint_type(1)
-        .with_cluster_authorized_operations(i32::MIN)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(str_bytes(&broker.config.advertised_host))
-            .with_port(i32::from(broker.config.advertised_port))])
+    let image = broker.image();
+    let endpoint = |id: i32, addr: &str| {
+        let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+        DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(id))
+            .with_host(str_bytes(host))
+            .with_port(port.parse().unwrap_or(0))
+    };
+    let base = DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(&image.cluster_id))
+        .with_cluster_authorized_operations(i32::MIN);
+    if request.endpoint_type == ENDPOINT_CONTROLLERS {
+        let controllers = broker
+            .config
+            .controllers
+            .iter()
+            .map(|(id, addr)| endpoint(id.map_or(-1, |id| id as i32), addr))
+            .collect();
+        return base
+            .with_endpoint_type(ENDPOINT_CONTROLLERS)
+            .with_controller_id(BrokerId(-1))
+            .with_brokers(controllers);
+    }
+    if request.endpoint_type != ENDPOINT_BROKERS {
+        return base
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(str_bytes("endpoint type must be 1 or 2")));
+    }
+    let brokers = image
+        .live_brokers()
+        .map(|b| endpoint(b.id, &b.endpoint))
+        .collect();
+    let controller = image.live_brokers().next().map_or(-1, |b| b.id);
+    base.with_endpoint_type(ENDPOINT_BROKERS)
+        .with_controller_id(BrokerId(controller))
+        .with_brokers(brokers)
 }

@@ -2,7 +2,7 @@
 //! each partition's limit; long polls until `min_bytes` or `max_wait_ms`
 //! by waiting on the broker's data-version signal, never by spinning.
 
-use super::{check_epoch, topic_name};
+use super::topic_name;
 use crate::state::Broker;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{
@@ -99,12 +99,10 @@ fn read_partition(
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1);
-    let Some(partition) = broker.partition(topic, p.partition) else {
-        return data.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    let partition = match broker.leader(topic, p.partition, p.current_leader_epoch) {
+        Ok(led) => led.partition,
+        Err(e) => return data.with_error_code(e.code()),
     };
-    if let Err(e) = check_epoch(p.current_leader_epoch, partition.leader_epoch) {
-        return data.with_error_code(e.code());
-    }
     let log = partition.log.lock();
     let (start, hw) = (log.log_start_offset(), log.high_watermark());
     let start = if version >= 5 { start } else { -1 };

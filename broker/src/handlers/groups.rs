@@ -70,7 +70,7 @@ pub fn offset_commit(broker: &Broker, request: OffsetCommitRequest) -> OffsetCom
         let name = t.name.0.to_string();
         let mut partitions = Vec::new();
         for p in &t.partitions {
-            let known = broker.partition(&name, p.partition_index).is_some();
+            let known = broker.image().partition(&name, p.partition_index).is_some();
             let code = if known {
                 0
             } else {
@@ -124,7 +124,7 @@ pub fn offset_fetch(
             .image()
             .topics
             .iter()
-            .map(|(n, t)| (n.clone(), (0..t.partitions).collect()))
+            .map(|(n, t)| (n.clone(), (0..t.partitions.len() as i32).collect()))
             .collect(),
     };
     let topics = wanted

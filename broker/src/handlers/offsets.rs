@@ -1,6 +1,6 @@
 //! ListOffsets (earliest, latest, by timestamp) and OffsetForLeaderEpoch.
 
-use super::{check_epoch, topic_name};
+use super::topic_name;
 use crate::partition::Partition;
 use crate::state::Broker;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsRequest};
@@ -58,15 +58,13 @@ fn list_partition(
         .with_timestamp(-1)
         .with_offset(-1)
         .with_leader_epoch(-1);
-    let Some(partition) = broker.partition(topic, p.partition_index) else {
-        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    let (partition, epoch) = match broker.leader(topic, p.partition_index, p.current_leader_epoch) {
+        Ok(led) => (led.partition, led.leader_epoch),
+        Err(e) => return base.with_error_code(e.code()),
     };
-    if let Err(e) = check_epoch(p.current_leader_epoch, partition.leader_epoch) {
-        return base.with_error_code(e.code());
-    }
     let (start, hw, _) = partition.offsets();
     let base = if version >= 4 {
-        base.with_leader_epoch(partition.leader_epoch)
+        base.with_leader_epoch(epoch)
     } else {
         base
     };
@@ -121,12 +119,11 @@ pub fn offset_for_leader_epoch(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let Some(partition) = broker.partition(&name, p.partition) else {
-                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match broker.leader(&name, p.partition, p.current_leader_epoch)
+                    {
+                        Ok(led) => led.partition,
+                        Err(e) => return base.with_error_code(e.code()),
                     };
-                    if let Err(e) = check_epoch(p.current_leader_epoch, partition.leader_epoch) {
-                        return base.with_error_code(e.code());
-                    }
                     let answer = partition.log.lock().end_offset_for_epoch(p.leader_epoch);
                     match answer {
                         Some((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),

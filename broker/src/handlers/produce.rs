@@ -83,15 +83,16 @@ async fn append(
     index: i32,
     records: Option<bytes::Bytes>,
 ) -> Appended {
-    let partition = broker
-        .partition(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let led = broker.leader(topic, index, -1)?;
     let records = records.ok_or(ResponseError::CorruptMessage)?;
-    check_tokens(&records, partition.leader_epoch)?;
-    let info = partition.append(&records, now_ms()).map_err(|e| {
-        tracing::debug!(topic, partition = index, error = %e, "produce refused");
-        append_error_code(&e)
-    })?;
+    check_tokens(&records, led.leader_epoch)?;
+    let partition = led.partition;
+    let info = partition
+        .append(&records, led.leader_epoch, now_ms())
+        .map_err(|e| {
+            tracing::debug!(topic, partition = index, error = %e, "produce refused");
+            append_error_code(&e)
+        })?;
     Ok((partition, info))
 }
 

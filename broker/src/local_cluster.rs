@@ -1,0 +1,191 @@
+//! `baton local-cluster`: a real cluster of separate OS processes on
+//! loopback (controllers, then brokers, each its own `baton` process with
+//! its own data directory), for users without docker and for the tests.
+//! Ctrl-C (or SIGTERM) stops every process it started.
+//!
+//! It prints one line per process, `controller ID pid PID on ADDR` and
+//! `broker ID pid PID on ADDR`, then `bootstrap: ADDR,ADDR,...`; tests read
+//! these to find whom to kill or freeze.
+
+use clap::Args;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// `baton local-cluster` arguments.
+#[derive(Debug, Args)]
+pub struct LocalClusterArgs {
+    /// Number of brokers (ids 1..=N).
+    #[arg(long, default_value_t = 3)]
+    brokers: u16,
+    /// Number of controllers (ids 1..=N).
+    #[arg(long, default_value_t = 3)]
+    controllers: u16,
+    /// Parent directory of every node's data directory.
+    #[arg(long, default_value = "data/local-cluster")]
+    data_dir: PathBuf,
+    /// Port of broker 1; broker i listens on base-port + i - 1.
+    #[arg(long, default_value_t = 9092)]
+    base_port: u16,
+    /// Port of controller 1 [default: base-port + 100].
+    #[arg(long)]
+    controller_base_port: Option<u16>,
+    /// broker.session.timeout.ms of the controllers.
+    #[arg(long, default_value_t = 1_000)]
+    session_timeout_ms: u64,
+}
+
+/// How long one process may take to report that it is up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One started process.
+struct Node {
+    name: String,
+    child: Child,
+}
+
+/// Runs the cluster until SIGINT or SIGTERM.
+pub async fn run(args: LocalClusterArgs) -> anyhow::Result<()> {
+    if args.brokers == 0 || args.controllers == 0 {
+        anyhow::bail!("a cluster needs at least one controller and one broker");
+    }
+    let exe = std::env::current_exe()?;
+    let controller_base = args.controller_base_port.unwrap_or(args.base_port + 100);
+    let quorum: Vec<String> = (0..args.controllers)
+        .map(|i| format!("{}=127.0.0.1:{}", i + 1, controller_base + i))
+        .collect();
+    let quorum = quorum.join(",");
+    let mut nodes = Vec::new();
+    let started = start_all(&exe, &args, &quorum, controller_base, &mut nodes);
+    match started {
+        Ok(bootstrap) => {
+            println!("bootstrap: {bootstrap}");
+            tokio::select! {
+                () = crate::shutdown_signal() => {}
+                () = watch_children(&mut nodes) => {}
+            }
+        }
+        Err(e) => {
+            stop_all(&mut nodes);
+            return Err(e);
+        }
+    }
+    stop_all(&mut nodes);
+    Ok(())
+}
+
+/// Starts the controllers, then the brokers; returns the bootstrap list.
+fn start_all(
+    exe: &Path,
+    args: &LocalClusterArgs,
+    quorum: &str,
+    controller_base: u16,
+    nodes: &mut Vec<Node>,
+) -> anyhow::Result<String> {
+    let timeout = args.session_timeout_ms.to_string();
+    for i in 0..args.controllers {
+        let id = (i + 1).to_string();
+        let dir = args.data_dir.join(format!("controller-{id}"));
+        let mut command = Command::new(exe);
+        command.args(["controller", "--id", &id, "--quorum", quorum]);
+        command.args(["--session-timeout-ms", &timeout]);
+        command.arg("--data-dir").arg(&dir);
+        let addr = format!("127.0.0.1:{}", controller_base + i);
+        nodes.push(start(
+            command,
+            format!("controller {id}"),
+            "baton controller",
+            &addr,
+        )?);
+    }
+    let mut bootstrap = Vec::new();
+    for i in 0..args.brokers {
+        let id = (i + 1).to_string();
+        let addr = format!("127.0.0.1:{}", args.base_port + i);
+        let dir = args.data_dir.join(format!("broker-{id}"));
+        let mut command = Command::new(exe);
+        command.args(["broker", "--node-id", &id, "--controllers", quorum]);
+        command.args(["--listen", &addr]);
+        command.arg("--data-dir").arg(&dir);
+        nodes.push(start(
+            command,
+            format!("broker {id}"),
+            "baton listening on",
+            &addr,
+        )?);
+        bootstrap.push(addr);
+    }
+    Ok(bootstrap.join(","))
+}
+
+/// Starts one process and waits for the line starting with `ready`.
+fn start(mut command: Command, name: String, ready: &str, addr: &str) -> anyhow::Result<Node> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with(&ready) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let mut node = Node { name, child };
+    if rx.recv_timeout(START_TIMEOUT).is_err() {
+        let _ = node.child.kill();
+        let _ = node.child.wait();
+        anyhow::bail!("{} did not start within {START_TIMEOUT:?}", node.name);
+    }
+    println!("{} pid {} on {addr}", node.name, node.child.id());
+    Ok(node)
+}
+
+/// Reports processes that exit (a test may kill them on purpose); returns
+/// only when all have.
+async fn watch_children(nodes: &mut [Node]) {
+    let mut reported = vec![false; nodes.len()];
+    loop {
+        for (node, seen) in nodes.iter_mut().zip(reported.iter_mut()) {
+            if let (false, Ok(Some(status))) = (*seen, node.child.try_wait()) {
+                println!("{} exited: {status}", node.name);
+                *seen = true;
+            }
+        }
+        if reported.iter().all(|r| *r) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM to every process (brokers first, so they hand over their
+/// partitions while the controllers still run), then SIGKILL to any still
+/// running after five seconds.
+fn stop_all(nodes: &mut [Node]) {
+    for node in nodes.iter_mut().rev() {
+        if let Ok(pid) = i32::try_from(node.child.id()) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+        wait_or_kill(node, Duration::from_secs(5));
+    }
+}
+
+fn wait_or_kill(node: &mut Node, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if !matches!(node.child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = node.child.kill();
+    let _ = node.child.wait();
+}
