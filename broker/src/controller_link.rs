@@ -106,8 +106,11 @@ pub async fn create_topic(
     } else {
         replication_factor
     };
+    // Whether enough brokers are live is the controller's call: this
+    // broker's image may not show one that registered a moment ago. An
+    // empty image (no controller reachable yet) refuses at once.
     let live = image.live_brokers().count();
-    if replication_factor < 1 || replication_factor as usize > live {
+    if replication_factor < 1 || live == 0 {
         let why = format!(
             "replication factor {replication_factor} needs that many live brokers; {live} are live"
         );
@@ -135,6 +138,8 @@ pub async fn create_topic(
     ask(broker, request).await.map_err(|(e, why)| {
         if why.contains("already exists") {
             (ResponseError::TopicAlreadyExists, why)
+        } else if why.contains("replication factor") {
+            (ResponseError::InvalidReplicationFactor, why)
         } else {
             (e, why)
         }

@@ -8,6 +8,7 @@
 //! these to find whom to kill or freeze.
 
 use clap::Args;
+use controller::service::{call, ControllerRequest, ControllerResponse};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -57,7 +58,12 @@ pub async fn run(args: LocalClusterArgs) -> anyhow::Result<()> {
         .collect();
     let quorum = quorum.join(",");
     let mut nodes = Vec::new();
-    let started = start_all(&exe, &args, &quorum, controller_base, &mut nodes);
+    let mut started = start_all(&exe, &args, &quorum, controller_base, &mut nodes);
+    if started.is_ok() {
+        if let Err(e) = wait_for_brokers(&quorum, args.brokers).await {
+            started = Err(e);
+        }
+    }
     match started {
         Ok(bootstrap) => {
             println!("bootstrap: {bootstrap}");
@@ -117,6 +123,43 @@ fn start_all(
         bootstrap.push(addr);
     }
     Ok(bootstrap.join(","))
+}
+
+/// Waits until the active controller has every broker registered and
+/// unfenced, so the cluster is whole when the bootstrap line is printed.
+async fn wait_for_brokers(quorum: &str, brokers: u16) -> anyhow::Result<()> {
+    let addrs: Vec<String> = quorum
+        .split(',')
+        .filter_map(|p| p.split_once('=').map(|(_, a)| a.to_string()))
+        .collect();
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some((_, live)) = active_view(&addrs).await {
+            if live >= usize::from(brokers) {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("the brokers did not all register within {START_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The active controller's address and its count of unfenced brokers.
+async fn active_view(addrs: &[String]) -> Option<(String, usize)> {
+    for addr in addrs {
+        if let Ok(ControllerResponse::Quorum {
+            controller,
+            brokers,
+        }) = call(addr, ControllerRequest::DescribeQuorum).await
+        {
+            if controller.leader == Some(controller.id) {
+                return Some((addr.clone(), brokers.iter().filter(|b| !b.fenced).count()));
+            }
+        }
+    }
+    None
 }
 
 /// Starts one process and waits for the line starting with `ready`.

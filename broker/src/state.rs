@@ -92,6 +92,14 @@ impl Broker {
                 }
             };
             if state.leader == Some(me) {
+                let led_before = self
+                    .image()
+                    .partition(name, index)
+                    .map(|p| (p.leader, p.leader_epoch));
+                if led_before != Some((Some(me), state.leader_epoch)) {
+                    tracing::info!(topic = %name, partition = index, leader_epoch = state.leader_epoch,
+                        applied = image.applied, "leading");
+                }
                 partition.become_leader(state.leader_epoch)?;
             }
             wanted.insert(key, partition);

@@ -67,6 +67,10 @@ pub struct ClusterInfo {
     pub brokers: Vec<BrokerInfo>,
 }
 
+/// DescribeCluster endpoint types (KIP-919).
+const ENDPOINT_BROKERS: i8 = 1;
+const ENDPOINT_CONTROLLERS: i8 = 2;
+
 /// Admin client.
 #[derive(Debug)]
 pub struct Admin {
@@ -202,11 +206,23 @@ impl Admin {
 
     /// The cluster id, controller and brokers.
     pub async fn describe_cluster(&mut self) -> Result<ClusterInfo, ClientError> {
+        self.describe_endpoints(ENDPOINT_BROKERS).await
+    }
+
+    /// The controller quorum's members (KIP-919: DescribeCluster with
+    /// endpoint type 2), as `brokers` of the answer; an id of -1 is a
+    /// controller the broker knows only by address.
+    pub async fn describe_controllers(&mut self) -> Result<ClusterInfo, ClientError> {
+        self.describe_endpoints(ENDPOINT_CONTROLLERS).await
+    }
+
+    async fn describe_endpoints(&mut self, endpoint_type: i8) -> Result<ClusterInfo, ClientError> {
+        let request = DescribeClusterRequest::default().with_endpoint_type(endpoint_type);
         let response = self
             .cluster
             .any_connection()
             .await?
-            .send(&DescribeClusterRequest::default(), 1)
+            .send(&request, 1)
             .await?;
         ClientError::check(
             response.error_code,

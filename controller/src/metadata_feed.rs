@@ -15,7 +15,7 @@ const POLL_WAIT_MS: u64 = 10_000;
 /// forever. Prefers the active controller (it applies first); on errors it
 /// moves to the next address after a short pause.
 pub async fn follow(controllers: Vec<String>, tx: watch::Sender<(u64, ClusterMetadata)>) {
-    let mut current = active(&controllers).await.unwrap_or(0);
+    let mut current = active_index(&controllers).await.unwrap_or(0);
     loop {
         let after = tx.borrow().0;
         let addr = &controllers[current % controllers.len()];
@@ -28,12 +28,23 @@ pub async fn follow(controllers: Vec<String>, tx: watch::Sender<(u64, ClusterMet
         )
         .await
         {
-            Ok(ControllerResponse::Metadata { applied, metadata }) if applied > after => {
-                tx.send_replace((applied, metadata));
+            Ok(ControllerResponse::Metadata {
+                active,
+                applied,
+                metadata,
+            }) => {
+                if applied > after {
+                    tx.send_replace((applied, metadata));
+                }
+                if !active {
+                    // A follower learns of commits a heartbeat later than
+                    // the active controller: find the active one again.
+                    current = active_index(&controllers).await.unwrap_or(current);
+                }
             }
             Ok(_) => {}
             Err(_) => {
-                current = active(&controllers).await.unwrap_or(current + 1);
+                current = active_index(&controllers).await.unwrap_or(current + 1);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -41,7 +52,7 @@ pub async fn follow(controllers: Vec<String>, tx: watch::Sender<(u64, ClusterMet
 }
 
 /// The position in `controllers` of the one that reports itself active.
-async fn active(controllers: &[String]) -> Option<usize> {
+async fn active_index(controllers: &[String]) -> Option<usize> {
     for (i, addr) in controllers.iter().enumerate() {
         if let Ok(ControllerResponse::Quorum { controller, .. }) =
             call(addr, ControllerRequest::DescribeQuorum).await

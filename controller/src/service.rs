@@ -144,6 +144,10 @@ pub enum ControllerResponse {
     },
     /// Applied metadata.
     Metadata {
+        /// Whether the answering controller is the active one (followers
+        /// apply later: a broker polling one moves to the active one).
+        #[serde(default)]
+        active: bool,
         /// Last applied log index.
         applied: u64,
         /// The metadata.
@@ -390,6 +394,7 @@ impl Service {
         }
         let state = self.controller.state();
         ControllerResponse::Metadata {
+            active: self.is_active(),
             applied: state.last_applied.map_or(0, |l| l.index),
             metadata: state.metadata,
         }
@@ -430,10 +435,12 @@ impl Service {
             }
             for (id, epoch) in expired {
                 tracing::warn!(broker = id, epoch, "broker session expired: fencing");
-                let _ = self
+                let started = Instant::now();
+                let result = self
                     .controller
                     .propose(Command::FenceBroker { id, epoch })
                     .await;
+                tracing::info!(broker = id, epoch, ?result, took = ?started.elapsed(), "fence committed");
             }
         }
     }
@@ -492,6 +499,7 @@ async fn serve(service: std::sync::Arc<Service>, listener: tokio::net::TcpListen
         let Ok((mut stream, peer)) = listener.accept().await else {
             continue;
         };
+        let _ = stream.set_nodelay(true);
         while connections.try_join_next().is_some() {}
         let service = service.clone();
         connections.spawn(async move {
@@ -529,6 +537,7 @@ async fn serve(service: std::sync::Arc<Service>, listener: tokio::net::TcpListen
 pub async fn call(addr: &str, request: ControllerRequest) -> std::io::Result<ControllerResponse> {
     use crate::raft::network::{read_frame, write_frame, Wire};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
     write_frame(&mut stream, &Wire::Client(request)).await?;
     read_frame(&mut stream)
         .await?

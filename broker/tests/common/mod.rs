@@ -2,6 +2,8 @@
 //! directory, and builds the requests the tests send.
 #![allow(dead_code)] // each test binary uses part of this
 
+pub mod cluster;
+
 use bytes::Bytes;
 use client::Connection;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreateTopicsRequest};

@@ -46,11 +46,15 @@ pub enum RaftResponse {
     ),
 }
 
-/// Writes one frame.
+/// Writes one frame in a single write: a length prefix sent apart from its
+/// body meets Nagle's algorithm and the peer's delayed ACK, and a Raft round
+/// trip on a kept connection then takes 40 ms instead of one.
 pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {
-    let body = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    stream.write_all(&(body.len() as u32).to_be_bytes()).await?;
-    stream.write_all(&body).await?;
+    let mut frame = vec![0u8; 4];
+    serde_json::to_writer(&mut frame, value).map_err(std::io::Error::other)?;
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    stream.write_all(&frame).await?;
     stream.flush().await
 }
 
@@ -145,7 +149,9 @@ impl Client {
         let timeout = option.hard_ttl();
         let exchange = async {
             if self.stream.is_none() {
-                self.stream = Some(TcpStream::connect(&self.addr).await?);
+                let stream = TcpStream::connect(&self.addr).await?;
+                stream.set_nodelay(true)?;
+                self.stream = Some(stream);
             }
             let stream = self.stream.as_mut().expect("connected above");
             write_frame(stream, &Wire::Raft(self.quorum.clone(), request.clone())).await?;

@@ -149,9 +149,27 @@ impl Controller {
             .iter()
             .map(|(&id, addr)| (id, BasicNode::new(addr.clone())))
             .collect();
-        match raft.initialize(members).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(ControllerError::Raft(e.to_string())),
+        // Every controller initializing at once starts rival elections in
+        // the first term, and the quorum then changes leader within a
+        // second of forming. The lowest id initializes at once; the others
+        // only if, after a few election timeouts, they have heard of no
+        // leader (so a first start with that controller down still forms a
+        // quorum). A controller that has heard from a leader has a log, and
+        // its late proposal is refused, which is fine.
+        let first = config.quorum.keys().next() == Some(&config.id);
+        if first {
+            initialize(&raft, members).await?;
+        } else {
+            let raft = raft.clone();
+            let wait = config.election_timeout.1 * 3;
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                if raft.metrics().borrow().current_leader.is_none() {
+                    if let Err(e) = initialize(&raft, members).await {
+                        tracing::warn!(error = %e, "late initialization failed");
+                    }
+                }
+            });
         }
         Ok(Controller {
             raft,
@@ -186,5 +204,16 @@ impl Controller {
     /// Stops Raft.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Proposes the initial membership; refused (and fine) once a log exists.
+async fn initialize(
+    raft: &Raft<TypeConfig>,
+    members: BTreeMap<NodeId, BasicNode>,
+) -> Result<(), ControllerError> {
+    match raft.initialize(members).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(ControllerError::Raft(e.to_string())),
     }
 }

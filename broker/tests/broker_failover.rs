@@ -1,0 +1,182 @@
+//! Leader election when a broker dies or freezes, on a real cluster of
+//! processes (`baton local-cluster`: 3 controllers, 3 brokers), seen the way
+//! an ordinary Kafka client sees it: through the Metadata API.
+
+mod common;
+
+use common::cluster::LocalCluster;
+use common::produce;
+use rustix::process::Signal;
+use std::time::Duration;
+
+fn record_batch(values: &[&[u8]]) -> bytes::Bytes {
+    storage::batch::build_batch(values, 0).into()
+}
+
+/// One cluster at a time: two clusters of debug-built processes on a
+/// two-core machine starve each other's Raft heartbeats, and this test
+/// times elections.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The controllers' default `broker.session.timeout.ms`.
+const SESSION_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+async fn create_topic(cluster: &LocalCluster, name: &str, partitions: i32) {
+    let mut admin = client::Admin::connect(cluster.broker_addr(1))
+        .await
+        .expect("admin");
+    admin
+        .create_topic(name, partitions, 3, &[])
+        .await
+        .expect("create topic");
+}
+
+/// kill -9 a broker that leads partitions: each of them gets a new leader
+/// from its ISR with a higher leader epoch, visible through Metadata within
+/// the session timeout plus 200 ms, and the new leader takes writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_is_replaced_from_its_isr_within_the_session_timeout() {
+    let _one = ONE_CLUSTER.lock().await;
+    let cluster = LocalCluster::start(3, 3);
+    create_topic(&cluster, "orders", 6).await;
+    let before = cluster.describe(2, "orders").await;
+    let led_by_1: Vec<_> = before.iter().filter(|p| p.leader == 1).cloned().collect();
+    assert_eq!(led_by_1.len(), 2, "replicas are spread: {before:?}");
+
+    cluster.signal_broker(1, Signal::KILL);
+    let elapsed = cluster
+        .wait_for_topic(2, "orders", Duration::from_secs(10), |t| {
+            led_by_1
+                .iter()
+                .all(|old| t[old.partition as usize].leader != 1)
+        })
+        .await;
+    eprintln!("new leaders visible {elapsed:?} after the kill");
+    assert!(
+        elapsed <= SESSION_TIMEOUT + Duration::from_millis(200),
+        "new leaders visible after {elapsed:?}"
+    );
+
+    let after = cluster.describe(3, "orders").await;
+    for old in &led_by_1 {
+        let now = &after[old.partition as usize];
+        assert!(
+            old.isr.contains(&now.leader),
+            "{now:?} from the ISR {old:?}"
+        );
+        assert!(now.leader_epoch > old.leader_epoch, "{old:?} -> {now:?}");
+        assert!(
+            !now.isr.contains(&1),
+            "the dead broker left the ISR: {now:?}"
+        );
+        // The new leader takes writes in its epoch.
+        let mut conn = client::Connection::connect(cluster.broker_addr(now.leader))
+            .await
+            .expect("connect");
+        let (code, _) = produce(
+            &mut conn,
+            "orders",
+            now.partition,
+            record_batch(&[b"after"]),
+        )
+        .await;
+        assert_eq!(code, 0, "produce to the new leader of {now:?}");
+    }
+    for p in &before {
+        if p.leader != 1 {
+            let now = &after[p.partition as usize];
+            assert_eq!(
+                (now.leader, now.leader_epoch),
+                (p.leader, p.leader_epoch),
+                "partitions the dead broker did not lead keep their leader and epoch"
+            );
+        }
+    }
+}
+
+/// A broker frozen (SIGSTOP) past its session timeout is fenced and its
+/// partitions move; thawed, it serves nothing as leader (its lease ended),
+/// registers again with a new broker epoch, and leads nothing until the
+/// controller says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_broker_is_fenced_and_rejoins_with_a_new_epoch_leading_nothing() {
+    let _one = ONE_CLUSTER.lock().await;
+    let cluster = LocalCluster::start(3, 3);
+    create_topic(&cluster, "frozen", 3).await;
+    let before = cluster.describe(1, "frozen").await;
+    let led_by_2 = before
+        .iter()
+        .find(|p| p.leader == 2)
+        .cloned()
+        .expect("broker 2 leads a partition");
+    let epoch_before = cluster.broker_sessions().await[&2].epoch;
+
+    cluster.signal_broker(2, Signal::STOP);
+    cluster
+        .wait_for_topic(1, "frozen", Duration::from_secs(10), |t| {
+            t.iter().all(|p| p.leader != 2)
+        })
+        .await;
+    assert!(
+        cluster.broker_sessions().await[&2].fenced,
+        "broker 2 is fenced"
+    );
+    tokio::time::sleep(SESSION_TIMEOUT).await;
+    cluster.signal_broker(2, Signal::CONT);
+
+    // At once after thawing, it refuses writes for the partition it led.
+    let mut conn = client::Connection::connect(cluster.broker_addr(2))
+        .await
+        .expect("connect");
+    let (code, _) = produce(
+        &mut conn,
+        "frozen",
+        led_by_2.partition,
+        record_batch(&[b"zombie"]),
+    )
+    .await;
+    assert_eq!(
+        code,
+        kafka_protocol::ResponseError::NotLeaderOrFollower.code(),
+        "a thawed broker whose lease ended does not lead"
+    );
+
+    // It registers again, with a new broker epoch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let rejoined = loop {
+        let sessions = cluster.broker_sessions().await;
+        let b = &sessions[&2];
+        if !b.fenced {
+            break b.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker 2 did not register again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        rejoined.epoch > epoch_before,
+        "{} -> {}",
+        epoch_before,
+        rejoined.epoch
+    );
+
+    // It leads nothing, for as long as the controller gives it nothing.
+    tokio::time::sleep(2 * SESSION_TIMEOUT).await;
+    let after = cluster.describe(2, "frozen").await;
+    assert!(after.iter().all(|p| p.leader != 2), "{after:?}");
+    let now = &after[led_by_2.partition as usize];
+    assert!(now.leader_epoch > led_by_2.leader_epoch, "{now:?}");
+    let (code, _) = produce(
+        &mut conn,
+        "frozen",
+        led_by_2.partition,
+        record_batch(&[b"zombie"]),
+    )
+    .await;
+    assert_eq!(
+        code,
+        kafka_protocol::ResponseError::NotLeaderOrFollower.code()
+    );
+}

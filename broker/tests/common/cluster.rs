@@ -1,0 +1,203 @@
+//! A real cluster for tests: `baton local-cluster` (separate controller and
+//! broker processes on loopback) on a free block of ports, with the pids it
+//! reports, so a test can kill -9, freeze or thaw one node.
+
+use client::admin::PartitionInfo as Partition;
+use client::Connection;
+use controller::service::{call, BrokerInfo, ControllerRequest, ControllerResponse};
+use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use rustix::process::{kill_process, Pid, Signal};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `baton local-cluster`; stopped (every node) when dropped.
+pub struct LocalCluster {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// Broker id -> (pid, address).
+    pub brokers: BTreeMap<i32, (i32, String)>,
+    /// Controller id -> (pid, address).
+    pub controllers: BTreeMap<u64, (i32, String)>,
+}
+
+/// A base port whose broker and controller blocks are free now.
+fn free_base(brokers: u16, controllers: u16) -> u16 {
+    // Tests of one binary share a pid: a counter keeps their blocks apart.
+    static STARTED: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (std::process::id() as u16).wrapping_add(nth.wrapping_mul(1_009));
+    for attempt in 0..200u16 {
+        let base = 20_000 + (seed.wrapping_mul(7).wrapping_add(attempt * 211) % 30_000);
+        let ports = (0..brokers)
+            .map(|i| base + i)
+            .chain((0..controllers).map(|i| base + 100 + i));
+        let free = ports
+            .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)))
+            .collect::<Result<Vec<_>, _>>()
+            .is_ok();
+        if free {
+            return base;
+        }
+    }
+    panic!("no free block of ports");
+}
+
+impl LocalCluster {
+    /// Starts `brokers` brokers and `controllers` controllers and waits for
+    /// all of them.
+    pub fn start(brokers: u16, controllers: u16) -> LocalCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = free_base(brokers, controllers).to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["local-cluster", "--base-port", &base])
+            .args(["--brokers", &brokers.to_string()])
+            .args(["--controllers", &controllers.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("BATON_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start baton local-cluster");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("local-cluster: {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let mut cluster = LocalCluster {
+            child,
+            _dir: dir,
+            brokers: BTreeMap::new(),
+            controllers: BTreeMap::new(),
+        };
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("local-cluster did not start");
+            if line.starts_with("bootstrap: ") {
+                return cluster;
+            }
+            // "broker 1 pid 123 on 127.0.0.1:9092"
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [role, id, "pid", pid, "on", addr] = words[..] {
+                let node = (pid.parse().expect("pid"), addr.to_string());
+                match role {
+                    "broker" => cluster.brokers.insert(id.parse().expect("id"), node),
+                    _ => cluster.controllers.insert(id.parse().expect("id"), node),
+                };
+            }
+        }
+    }
+
+    /// Sends `signal` to broker `id`'s process.
+    pub fn signal_broker(&self, id: i32, signal: Signal) {
+        let pid = Pid::from_raw(self.brokers[&id].0).expect("pid");
+        kill_process(pid, signal).expect("signal broker");
+    }
+
+    /// A broker's address.
+    pub fn broker_addr(&self, id: i32) -> &str {
+        &self.brokers[&id].1
+    }
+
+    /// The controllers' addresses.
+    pub fn controller_addrs(&self) -> Vec<String> {
+        self.controllers.values().map(|(_, a)| a.clone()).collect()
+    }
+
+    /// The active controller's view of the brokers (a follower's view may
+    /// lag, and only the active one tracks heartbeats).
+    pub async fn broker_sessions(&self) -> BTreeMap<i32, BrokerInfo> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for addr in self.controller_addrs() {
+                if let Ok(ControllerResponse::Quorum {
+                    controller,
+                    brokers,
+                }) = call(&addr, ControllerRequest::DescribeQuorum).await
+                {
+                    if controller.leader == Some(controller.id) {
+                        return brokers.into_iter().map(|b| (b.id, b)).collect();
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no active controller");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Topic `name` as broker `via` describes it through the Kafka
+    /// Metadata API (asked directly, as a client that bootstraps from it).
+    pub async fn describe(&self, via: i32, name: &str) -> Vec<Partition> {
+        let mut conn = Connection::connect(self.broker_addr(via))
+            .await
+            .expect("connect");
+        let request = MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(super::topic(name))),
+        ]));
+        let response = conn.send(&request, 12).await.expect("metadata");
+        let topic = &response.topics[0];
+        assert_eq!(topic.error_code, 0, "describe {name}");
+        let mut partitions: Vec<Partition> = topic
+            .partitions
+            .iter()
+            .map(|p| Partition {
+                partition: p.partition_index,
+                leader: p.leader_id.0,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+            })
+            .collect();
+        partitions.sort_by_key(|p| p.partition);
+        partitions
+    }
+
+    /// Polls `describe` through broker `via` until `done` holds; returns
+    /// the time it took. Panics after `timeout`.
+    pub async fn wait_for_topic(
+        &self,
+        via: i32,
+        name: &str,
+        timeout: Duration,
+        done: impl Fn(&[Partition]) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            let topic = self.describe(via, name).await;
+            if done(&topic) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "not within {timeout:?}: {topic:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        // Thaw anything a test froze, then let local-cluster stop them all.
+        for (pid, _) in self.brokers.values() {
+            if let Some(pid) = Pid::from_raw(*pid) {
+                let _ = kill_process(pid, Signal::CONT);
+            }
+        }
+        if let Some(pid) = Pid::from_raw(self.child.id() as i32) {
+            let _ = kill_process(pid, Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
