@@ -28,6 +28,17 @@ enum AdminCommand {
     /// Describe the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Move leadership of every partition back to its preferred replica
+    /// (the first one) where that replica is alive and in the ISR.
+    ElectLeaders {
+        /// Preferred-leader election (the only kind there is).
+        #[arg(long, required = true)]
+        preferred: bool,
+        /// Controller addresses (host:port, comma-separated) to ask instead
+        /// of finding them through a broker.
+        #[arg(long, value_delimiter = ',')]
+        controllers: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,8 +50,9 @@ enum TopicCommand {
         /// Number of partitions.
         #[arg(long, default_value_t = 1)]
         partitions: i32,
-        /// Replicas per partition.
-        #[arg(long, default_value_t = 1)]
+        /// Replicas per partition [default: the broker's
+        /// default.replication.factor, at most the number of brokers].
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         replication_factor: i16,
         /// Topic config as name=value (repeatable), e.g. retention.ms=86400000.
         #[arg(long = "config", value_parser = parse_config)]
@@ -62,11 +74,11 @@ enum TopicCommand {
 
 #[derive(Debug, Subcommand)]
 enum ClusterCommand {
-    /// Cluster id, controller and brokers; with --controllers, the Raft
-    /// quorum (role, term, last log index) and broker sessions.
+    /// Cluster id, the controllers (Raft role, term, last log index) and
+    /// the brokers (epoch, fenced, last heartbeat age).
     Describe {
-        /// Controller addresses (host:port, comma-separated) to ask instead
-        /// of a broker.
+        /// Controller addresses (host:port, comma-separated) to ask
+        /// directly, without a broker (then only the quorum is shown).
         #[arg(long, value_delimiter = ',')]
         controllers: Vec<String>,
     },
@@ -80,10 +92,18 @@ fn parse_config(text: &str) -> Result<(String, String), String> {
 
 /// Runs one admin command.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    if let AdminCommand::Cluster(ClusterCommand::Describe { controllers }) = &args.command {
-        if !controllers.is_empty() {
-            return describe_quorum(controllers, args.json).await;
+    match &args.command {
+        AdminCommand::Cluster(ClusterCommand::Describe { controllers })
+            if !controllers.is_empty() =>
+        {
+            let (cs, bs) = describe_quorum(controllers).await?;
+            print_quorum(None, &cs, &bs, args.json);
+            return Ok(());
         }
+        AdminCommand::ElectLeaders { controllers, .. } if !controllers.is_empty() => {
+            return elect_preferred(controllers, args.json).await;
+        }
+        _ => {}
     }
     let mut admin = Admin::connect(&args.bootstrap)
         .await
@@ -144,35 +164,54 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Cluster(ClusterCommand::Describe { .. }) => {
             let cluster = admin.describe_cluster().await?;
-            if args.json {
-                let brokers: Vec<_> = cluster
-                    .brokers
-                    .iter()
-                    .map(|b| json!({ "id": b.id, "host": b.host, "port": b.port }))
-                    .collect();
-                println!(
-                    "{}",
-                    json!({ "cluster_id": cluster.cluster_id, "controller": cluster.controller, "brokers": brokers })
-                );
-            } else {
-                println!(
-                    "cluster {} (controller: broker {})",
-                    cluster.cluster_id, cluster.controller
-                );
-                let rows = cluster
-                    .brokers
-                    .iter()
-                    .map(|b| vec![b.id.to_string(), format!("{}:{}", b.host, b.port)])
-                    .collect();
-                print_table(&["BROKER", "ADDRESS"], rows);
-            }
+            let addrs = controller_addrs(&mut admin).await?;
+            let (cs, bs) = describe_quorum(&addrs).await?;
+            print_quorum(Some(&cluster), &cs, &bs, args.json);
+        }
+        AdminCommand::ElectLeaders { .. } => {
+            let addrs = controller_addrs(&mut admin).await?;
+            elect_preferred(&addrs, args.json).await?;
         }
     }
     Ok(())
 }
 
+/// The controllers' addresses, from a broker (DescribeCluster, KIP-919).
+async fn controller_addrs(admin: &mut Admin) -> anyhow::Result<Vec<String>> {
+    let controllers = admin.describe_controllers().await?;
+    Ok(controllers
+        .brokers
+        .iter()
+        .map(|c| format!("{}:{}", c.host, c.port))
+        .collect())
+}
+
+/// Runs a preferred-leader election on the active controller.
+async fn elect_preferred(addrs: &[String], as_json: bool) -> anyhow::Result<()> {
+    use controller::commands::CommandResult;
+    use controller::service::{call_active, ControllerRequest, ControllerResponse};
+    let within = std::time::Duration::from_secs(10);
+    match call_active(addrs, ControllerRequest::ElectPreferredLeaders, within).await {
+        Some(ControllerResponse::Committed(CommandResult::Ok {
+            leaders_changed, ..
+        })) => {
+            if as_json {
+                println!("{}", json!({ "leaders_changed": leaders_changed }));
+            } else {
+                println!("preferred-leader election: {leaders_changed} partitions changed leader");
+            }
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("election refused: {other:?}"),
+        None => anyhow::bail!("no active controller at {} answered", addrs.join(",")),
+    }
+}
+
+type Controllers = Vec<(String, Option<controller::service::ControllerInfo>)>;
+type Sessions = Vec<controller::service::BrokerInfo>;
+
 /// Asks every controller for its view; brokers come from the active one.
-async fn describe_quorum(addrs: &[String], as_json: bool) -> anyhow::Result<()> {
+async fn describe_quorum(addrs: &[String]) -> anyhow::Result<(Controllers, Sessions)> {
     use controller::service::{call, ControllerRequest, ControllerResponse};
     let mut controllers = Vec::new();
     let mut brokers = Vec::new();
@@ -194,6 +233,17 @@ async fn describe_quorum(addrs: &[String], as_json: bool) -> anyhow::Result<()> 
     if controllers.iter().all(|(_, c)| c.is_none()) {
         anyhow::bail!("no controller reachable at {}", addrs.join(","));
     }
+    Ok((controllers, brokers))
+}
+
+/// Prints the cluster (when asked through a broker), the controllers and
+/// the broker sessions.
+fn print_quorum(
+    cluster: Option<&client::admin::ClusterInfo>,
+    controllers: &Controllers,
+    brokers: &Sessions,
+    as_json: bool,
+) {
     if as_json {
         let cs: Vec<_> = controllers
             .iter()
@@ -204,10 +254,22 @@ async fn describe_quorum(addrs: &[String], as_json: bool) -> anyhow::Result<()> 
             .collect();
         let bs: Vec<_> = brokers
             .iter()
-            .map(|b| json!({ "id": b.id, "epoch": b.epoch, "endpoint": b.endpoint, "fenced": b.fenced, "heartbeat_age_ms": b.heartbeat_age_ms }))
+            .map(|b| {
+                let (host, port) = b.endpoint.rsplit_once(':').unwrap_or((&b.endpoint, "0"));
+                let port: i64 = port.parse().unwrap_or(0);
+                json!({ "id": b.id, "epoch": b.epoch, "endpoint": b.endpoint, "host": host, "port": port, "fenced": b.fenced, "heartbeat_age_ms": b.heartbeat_age_ms })
+            })
             .collect();
-        println!("{}", json!({ "controllers": cs, "brokers": bs }));
-        return Ok(());
+        let mut out = json!({ "controllers": cs, "brokers": bs });
+        if let Some(c) = cluster {
+            out["cluster_id"] = json!(c.cluster_id);
+            out["controller"] = json!(c.controller);
+        }
+        println!("{out}");
+        return;
+    }
+    if let Some(c) = cluster {
+        println!("cluster {}", c.cluster_id);
     }
     let rows = controllers
         .iter()
@@ -248,7 +310,6 @@ async fn describe_quorum(addrs: &[String], as_json: bool) -> anyhow::Result<()> 
         &["BROKER", "EPOCH", "ENDPOINT", "FENCED", "LAST_HEARTBEAT"],
         rows,
     );
-    Ok(())
 }
 
 fn ids(ids: &[i32]) -> String {

@@ -79,6 +79,41 @@ fn topic_and_cluster_commands() {
         cluster["brokers"][0]["port"].to_string(),
         a.rsplit(':').next().unwrap()
     );
+    assert_eq!(
+        cluster["cluster_id"].as_str().unwrap().len(),
+        22,
+        "{cluster}"
+    );
+    // Combined mode: one controller, active, found through the broker.
+    assert_eq!(cluster["controllers"][0]["role"], "Leader", "{cluster}");
+    assert!(
+        cluster["controllers"][0]["last_log_index"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(cluster["brokers"][0]["fenced"], false, "{cluster}");
+    assert!(cluster["brokers"][0]["epoch"].as_u64().unwrap() >= 1);
+    let table = stdout(&admin(a, &["cluster", "describe"]));
+    let headers: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.starts_with("CONTROLLER") || l.starts_with("BROKER"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            vec!["CONTROLLER", "ADDRESS", "ROLE", "TERM", "LAST_LOG_INDEX"],
+            vec!["BROKER", "EPOCH", "ENDPOINT", "FENCED", "LAST_HEARTBEAT"]
+        ],
+        "{table}"
+    );
+    let elected = stdout(&admin(a, &["elect-leaders", "--preferred"]));
+    assert_eq!(
+        elected.trim(),
+        "preferred-leader election: 0 partitions changed leader",
+        "every partition already has its preferred leader"
+    );
 
     assert!(stdout(&admin(a, &["topic", "delete", "orders"])).contains("deleted topic orders"));
     assert_eq!(stdout(&admin(a, &["topic", "list", "--json"])).trim(), "[]");
@@ -89,7 +124,11 @@ fn errors_are_clear_and_exit_non_zero() {
     let baton = Baton::start(&[]);
     let a = &baton.addr;
     stdout(&admin(a, &["topic", "create", "dup"]));
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["topic", "create", "big", "--replication-factor", "3"],
+            "InvalidReplicationFactor",
+        ),
         (&["topic", "create", "dup"], "TopicAlreadyExists"),
         (&["topic", "create", "bad name"], "InvalidTopicException"),
         (&["topic", "describe", "missing"], "UnknownTopicOrPartition"),

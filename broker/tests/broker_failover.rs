@@ -124,7 +124,9 @@ async fn frozen_broker_is_fenced_and_rejoins_with_a_new_epoch_leading_nothing() 
     tokio::time::sleep(SESSION_TIMEOUT).await;
     cluster.signal_broker(2, Signal::CONT);
 
-    // At once after thawing, it refuses writes for the partition it led.
+    // At once after thawing, it refuses writes for the partition it led
+    // (its lease ran out; the lease alone is tested below, with the
+    // controllers frozen, since here the newer metadata may arrive first).
     let mut conn = client::Connection::connect(cluster.broker_addr(2))
         .await
         .expect("connect");
@@ -179,4 +181,64 @@ async fn frozen_broker_is_fenced_and_rejoins_with_a_new_epoch_leading_nothing() 
         code,
         kafka_protocol::ResponseError::NotLeaderOrFollower.code()
     );
+}
+
+/// The lease (claim 2) and its documented cost: with the whole controller
+/// quorum frozen, nothing changes in the metadata, yet every leader stops
+/// serving once its session timeout has passed, because no heartbeat is
+/// acknowledged. When the quorum returns, writes resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_stop_serving_when_the_controller_quorum_is_unreachable() {
+    let _one = ONE_CLUSTER.lock().await;
+    let cluster = LocalCluster::start(3, 3);
+    create_topic(&cluster, "leased", 3).await;
+    let before = cluster.describe(1, "leased").await;
+    let produce_all = || async {
+        let mut codes = Vec::new();
+        for p in &before {
+            let mut conn = client::Connection::connect(cluster.broker_addr(p.leader))
+                .await
+                .expect("connect");
+            let batch = record_batch(&[b"leased"]);
+            codes.push(produce(&mut conn, "leased", p.partition, batch).await.0);
+        }
+        codes
+    };
+    assert_eq!(produce_all().await, vec![0, 0, 0], "leaders serve");
+
+    cluster.signal_controllers(Signal::STOP);
+    tokio::time::sleep(SESSION_TIMEOUT + Duration::from_millis(100)).await;
+    let not_leader = kafka_protocol::ResponseError::NotLeaderOrFollower.code();
+    assert_eq!(
+        produce_all().await,
+        vec![not_leader; 3],
+        "no leader serves past its lease"
+    );
+    let during = cluster.describe(1, "leased").await;
+    assert_eq!(
+        during, before,
+        "the metadata did not change: the lease alone stopped them"
+    );
+
+    cluster.signal_controllers(Signal::CONT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = cluster.describe(1, "leased").await;
+        let mut ok = 0;
+        for p in now.iter().filter(|p| p.leader > 0) {
+            let mut conn = client::Connection::connect(cluster.broker_addr(p.leader))
+                .await
+                .expect("connect");
+            let batch = record_batch(&[b"back"]);
+            ok += usize::from(produce(&mut conn, "leased", p.partition, batch).await.0 == 0);
+        }
+        if ok == now.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes did not resume: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 /// A running `baton local-cluster`; stopped (every node) when dropped.
 pub struct LocalCluster {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+    stopped: bool,
     /// Broker id -> (pid, address).
     pub brokers: BTreeMap<i32, (i32, String)>,
     /// Controller id -> (pid, address).
@@ -71,7 +72,8 @@ impl LocalCluster {
         });
         let mut cluster = LocalCluster {
             child,
-            _dir: dir,
+            dir: Some(dir),
+            stopped: false,
             brokers: BTreeMap::new(),
             controllers: BTreeMap::new(),
         };
@@ -98,6 +100,14 @@ impl LocalCluster {
     pub fn signal_broker(&self, id: i32, signal: Signal) {
         let pid = Pid::from_raw(self.brokers[&id].0).expect("pid");
         kill_process(pid, signal).expect("signal broker");
+    }
+
+    /// Sends `signal` to every controller's process.
+    pub fn signal_controllers(&self, signal: Signal) {
+        for (pid, _) in self.controllers.values() {
+            let pid = Pid::from_raw(*pid).expect("pid");
+            kill_process(pid, signal).expect("signal controller");
+        }
     }
 
     /// A broker's address.
@@ -134,15 +144,22 @@ impl LocalCluster {
     /// Topic `name` as broker `via` describes it through the Kafka
     /// Metadata API (asked directly, as a client that bootstraps from it).
     pub async fn describe(&self, via: i32, name: &str) -> Vec<Partition> {
-        let mut conn = Connection::connect(self.broker_addr(via))
+        self.try_describe(via, name)
             .await
-            .expect("connect");
+            .unwrap_or_else(|| panic!("broker {via} could not describe {name}"))
+    }
+
+    /// As `describe`, `None` if the broker cannot be reached or refuses.
+    pub async fn try_describe(&self, via: i32, name: &str) -> Option<Vec<Partition>> {
+        let mut conn = Connection::connect(self.broker_addr(via)).await.ok()?;
         let request = MetadataRequest::default().with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(super::topic(name))),
         ]));
-        let response = conn.send(&request, 12).await.expect("metadata");
+        let response = conn.send(&request, 12).await.ok()?;
         let topic = &response.topics[0];
-        assert_eq!(topic.error_code, 0, "describe {name}");
+        if topic.error_code != 0 {
+            return None;
+        }
         let mut partitions: Vec<Partition> = topic
             .partitions
             .iter()
@@ -155,7 +172,36 @@ impl LocalCluster {
             })
             .collect();
         partitions.sort_by_key(|p| p.partition);
-        partitions
+        Some(partitions)
+    }
+
+    /// kill -9 the active controller; returns its id.
+    pub async fn kill_active_controller(&self) -> u64 {
+        for (id, (pid, addr)) in &self.controllers {
+            if let Ok(ControllerResponse::Quorum { controller, .. }) =
+                call(addr, ControllerRequest::DescribeQuorum).await
+            {
+                if controller.leader == Some(controller.id) {
+                    kill_process(Pid::from_raw(*pid).expect("pid"), Signal::KILL)
+                        .expect("kill controller");
+                    return *id;
+                }
+            }
+        }
+        panic!("no active controller to kill");
+    }
+
+    /// Stops every node and returns the data directory (kept) and each
+    /// broker's data directory in it.
+    pub fn stop(mut self) -> (tempfile::TempDir, Vec<(i32, std::path::PathBuf)>) {
+        self.shutdown();
+        let dir = self.dir.take().expect("data dir");
+        let brokers = self
+            .brokers
+            .keys()
+            .map(|id| (*id, dir.path().join(format!("broker-{id}"))))
+            .collect();
+        (dir, brokers)
     }
 
     /// Polls `describe` through broker `via` until `done` holds; returns
@@ -184,8 +230,17 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl LocalCluster {
+    fn shutdown(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
         // Thaw anything a test froze, then let local-cluster stop them all.
-        for (pid, _) in self.brokers.values() {
+        for (pid, _) in self.brokers.values().chain(self.controllers.values()) {
             if let Some(pid) = Pid::from_raw(*pid) {
                 let _ = kill_process(pid, Signal::CONT);
             }
