@@ -8,7 +8,8 @@
 //! believed leader every few milliseconds and watchers record every
 //! (partition, epoch, leader) each broker reports through Metadata. At the
 //! end, every batch in every broker's log carries an epoch that the
-//! controller gave to that very broker.
+//! controller gave to that very broker. (With the active controller dead,
+//! topics are still created and leaders elected: claim 9.)
 
 mod common;
 
@@ -121,12 +122,31 @@ async fn claim1_each_epoch_has_one_leader_and_only_it_appends() {
         cluster.signal_broker(broker, Signal::CONT);
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
+    // Claim 9 too: with a minority of controllers down, topics are created
+    // and leaders elected.
+    let max_epoch = |seen: &Seen| {
+        seen.lock()
+            .unwrap()
+            .keys()
+            .map(|(_, e)| *e)
+            .max()
+            .unwrap_or(0)
+    };
+    let epoch_before_kill = max_epoch(&seen);
     cluster.kill_active_controller().await;
+    admin
+        .create_topic("after-controller-kill", 1, 3, &[])
+        .await
+        .expect("create a topic with a controller down");
     cluster.signal_broker(3, Signal::STOP);
     tokio::time::sleep(Duration::from_millis(3_000)).await;
     cluster.signal_broker(3, Signal::CONT);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
+    assert!(
+        max_epoch(&seen) > epoch_before_kill,
+        "a leader was elected with a controller down"
+    );
     stop.send_replace(true);
     let mut accepted = 0;
     for w in writers {
