@@ -58,6 +58,17 @@ async fn killed_leader_is_replaced_from_its_isr_within_the_session_timeout() {
     );
 
     let after = cluster.describe(3, "orders").await;
+    // An ordinary client sees the same: kcat (librdkafka) lists the new
+    // leaders.
+    let kcat = std::process::Command::new("kcat")
+        .args(["-b", cluster.broker_addr(3), "-L", "-t", "orders"])
+        .output()
+        .expect("run kcat (scripts/setup-test-deps.sh installs it)");
+    let listing = String::from_utf8_lossy(&kcat.stdout);
+    for p in &after {
+        let line = format!("partition {}, leader {},", p.partition, p.leader);
+        assert!(listing.contains(&line), "kcat shows {line}: {listing}");
+    }
     for old in &led_by_1 {
         let now = &after[old.partition as usize];
         assert!(
