@@ -75,6 +75,15 @@ pub enum AppendError {
     /// The leader epoch is older than the log's latest.
     #[error(transparent)]
     EpochRegression(#[from] EpochRegression),
+    /// Replicated batches do not continue the log: offsets must start at the
+    /// log end and be contiguous.
+    #[error("replicated batch at offset {got} does not continue the log at {expected}")]
+    OffsetMismatch {
+        /// The offset the next batch must start at.
+        expected: Offset,
+        /// The batch's base offset.
+        got: Offset,
+    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] Failure),

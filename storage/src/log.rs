@@ -221,6 +221,75 @@ impl Log {
         })
     }
 
+    /// Appends batches copied from the leader, as a follower: each batch
+    /// keeps the `baseOffset` and `partitionLeaderEpoch` the leader gave it
+    /// (checked: offsets continue the log end without gaps, epochs never go
+    /// back), and each new epoch is recorded in the epoch cache, durably,
+    /// before its first batch. CRC-32C is checked before anything is
+    /// written. Not synced.
+    pub fn append_replicated(
+        &mut self,
+        batches: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        self.check_online()?;
+        if batches.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        let size_max = self.config.batch_size_max();
+        let parts = batch::split_batches(batches, size_max).map_err(|source| {
+            AppendError::InvalidBatch {
+                position: batch_error_position(batches, size_max),
+                source,
+            }
+        })?;
+        if batches.len() > self.config.segment_bytes as usize {
+            return Err(AppendError::TooLarge {
+                size: batches.len(),
+                max: self.config.segment_bytes as usize,
+            });
+        }
+        let base_offset = self.log_end_offset();
+        let mut next = base_offset;
+        let mut latest = self.epochs.latest_epoch();
+        for (header, _) in &parts {
+            if header.base_offset != next {
+                return Err(AppendError::OffsetMismatch {
+                    expected: next,
+                    got: header.base_offset,
+                });
+            }
+            let epoch = header.partition_leader_epoch;
+            if let Some(l) = latest.filter(|&l| epoch < l) {
+                let regression = crate::epoch_cache::EpochRegression {
+                    requested: epoch,
+                    latest: l,
+                };
+                return Err(regression.into());
+            }
+            latest = Some(epoch);
+            next = header.next_offset();
+        }
+        self.maybe_roll(batches.len(), next - 1, now_ms)?;
+        let mut changed = false;
+        for (header, _) in &parts {
+            changed |= self
+                .epochs
+                .assign(header.partition_leader_epoch, header.base_offset)?;
+        }
+        if changed {
+            self.write_epoch_checkpoint()?;
+        }
+        let result = self.active_mut().append(batches, &parts, now_ms);
+        self.io(result)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            batch_count: parts.len(),
+            bytes: batches.len(),
+        })
+    }
+
     /// Rolls before an append of `bytes` ending at `last_offset` when the
     /// active segment is full, too old, or its relative offsets would not fit
     /// the index's 4 bytes.

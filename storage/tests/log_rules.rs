@@ -298,3 +298,50 @@ proptest! {
         prop_assert_eq!(all.next_offset, log.log_end_offset());
     }
 }
+
+/// A follower copying the leader's batches ends with the same bytes, the
+/// same offsets and the same epoch cache; batches that skip offsets, go
+/// back in epoch or fail their checksum are refused and change nothing.
+#[test]
+fn replicated_appends_keep_the_leaders_offsets_and_epochs() {
+    let (_lfs, mut leader) = open_with(LogConfig::default());
+    leader.append(&small(), 1, 0).unwrap();
+    leader.append(&small(), 1, 0).unwrap();
+    leader.append(&small(), 3, 0).unwrap();
+    let end = leader.log_end_offset();
+    let copied = leader.read(0, 1 << 20, end).unwrap().bytes;
+
+    let (_ffs, mut follower) = open_with(LogConfig::default());
+    let info = follower.append_replicated(&copied, 0).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (0, 2));
+    assert_eq!(follower.read(0, 1 << 20, end).unwrap().bytes, copied);
+    assert_eq!(follower.epoch_cache().entries(), leader.epoch_cache().entries());
+    assert_eq!(follower.end_offset_for_epoch(1), Some((1, 2)));
+
+    let mut next = small();
+    batch::stamp(&mut next, 3, 3);
+    let mut gap = small();
+    batch::stamp(&mut gap, 5, 3);
+    let mut older = small();
+    batch::stamp(&mut older, 3, 2);
+    let mut corrupt = next.clone();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let before = follower.read(0, 1 << 20, 3).unwrap().bytes;
+    assert!(matches!(
+        follower.append_replicated(&gap, 0),
+        Err(AppendError::OffsetMismatch { expected: 3, got: 5 })
+    ));
+    assert!(matches!(
+        follower.append_replicated(&older, 0),
+        Err(AppendError::EpochRegression(_))
+    ));
+    assert!(matches!(
+        follower.append_replicated(&corrupt, 0),
+        Err(AppendError::InvalidBatch { .. })
+    ));
+    assert_eq!(follower.log_end_offset(), 3);
+    assert_eq!(follower.read(0, 1 << 20, 3).unwrap().bytes, before);
+    follower.append_replicated(&next, 0).unwrap();
+    assert_eq!(follower.log_end_offset(), 4);
+}
