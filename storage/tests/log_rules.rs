@@ -315,7 +315,10 @@ fn replicated_appends_keep_the_leaders_offsets_and_epochs() {
     let info = follower.append_replicated(&copied, 0).unwrap();
     assert_eq!((info.base_offset, info.last_offset), (0, 2));
     assert_eq!(follower.read(0, 1 << 20, end).unwrap().bytes, copied);
-    assert_eq!(follower.epoch_cache().entries(), leader.epoch_cache().entries());
+    assert_eq!(
+        follower.epoch_cache().entries(),
+        leader.epoch_cache().entries()
+    );
     assert_eq!(follower.end_offset_for_epoch(1), Some((1, 2)));
 
     let mut next = small();
@@ -330,7 +333,10 @@ fn replicated_appends_keep_the_leaders_offsets_and_epochs() {
     let before = follower.read(0, 1 << 20, 3).unwrap().bytes;
     assert!(matches!(
         follower.append_replicated(&gap, 0),
-        Err(AppendError::OffsetMismatch { expected: 3, got: 5 })
+        Err(AppendError::OffsetMismatch {
+            expected: 3,
+            got: 5
+        })
     ));
     assert!(matches!(
         follower.append_replicated(&older, 0),
