@@ -58,6 +58,15 @@ pub struct Settings {
     /// brokers [default: 3].
     #[arg(long)]
     pub default_replication_factor: Option<i16>,
+    /// Replicas that must have a write before acks=all succeeds
+    /// (min.insync.replicas; a topic config overrides it), at most the
+    /// topic's replication factor [default: 2].
+    #[arg(long)]
+    pub min_insync_replicas: Option<i32>,
+    /// A follower not caught up for this long leaves the ISR
+    /// (replica.lag.time.max.ms) [default: 10000].
+    #[arg(long)]
+    pub replica_lag_time_max_ms: Option<u64>,
     /// The controller quorum's addresses, host:port comma-separated. Unset:
     /// combined mode, a one-member controller quorum in this process
     /// [default: unset].
@@ -137,6 +146,8 @@ impl Settings {
             retention_bytes,
             max_message_bytes,
             default_replication_factor,
+            min_insync_replicas,
+            replica_lag_time_max_ms,
             controllers,
             controller_listen,
             session_timeout_ms,
@@ -307,7 +318,17 @@ impl Settings {
         if let Err(e) = lease.validate() {
             return Err(ConfigError::Lease(e));
         }
+        let min_insync_replicas = self.min_insync_replicas.unwrap_or(2);
+        if min_insync_replicas < 1 {
+            return Err(bad(
+                "min_insync_replicas",
+                min_insync_replicas.to_string(),
+                "must be at least 1",
+            ));
+        }
         Ok(BrokerConfig {
+            min_insync_replicas: min_insync_replicas as usize,
+            replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(10_000),
             default_replication_factor,
             controllers,
             controller_listen,
@@ -348,6 +369,10 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Kafka's default.replication.factor.
     pub default_replication_factor: i16,
+    /// Kafka's min.insync.replicas (broker default).
+    pub min_insync_replicas: usize,
+    /// Kafka's replica.lag.time.max.ms.
+    pub replica_lag_time_max_ms: u64,
     /// The controller quorum (id if given, `host:port`); empty in combined
     /// mode until the in-process controller is bound.
     pub controllers: Vec<(Option<u64>, String)>,

@@ -214,3 +214,48 @@ pub async fn delete_topic(broker: &Broker, name: &str) -> Result<Uuid, Refusal> 
     wait_topic(broker, name, |t| t.is_none_or(|t| t.id != id)).await?;
     Ok(id)
 }
+
+/// Asks the controller to change `partition`'s ISR to `isr` (Kafka's
+/// AlterPartition), as its leader in `leader_epoch`. The change counts once
+/// the image shows it; a refusal (stale, or the leader moved) lets the rules
+/// propose again.
+pub async fn alter_isr(
+    broker: Arc<Broker>,
+    partition: Arc<crate::partition::Partition>,
+    leader_epoch: i32,
+    isr: Vec<i32>,
+) {
+    let image = broker.image();
+    let state = image.partition(&partition.topic, partition.index);
+    let (Some(state), Some(broker_epoch)) = (state, broker.session.epoch()) else {
+        partition.isr_refused(leader_epoch);
+        return;
+    };
+    let command = controller::commands::Command::AlterPartition {
+        topic: partition.topic.clone(),
+        partition: partition.index,
+        leader: broker.id(),
+        leader_epoch,
+        partition_epoch: state.partition_epoch,
+        isr: isr.clone(),
+    };
+    tracing::info!(topic = %partition.topic, partition = partition.index, from = ?state.isr,
+        to = ?isr, "proposing an ISR change");
+    let request = ControllerRequest::AlterPartition {
+        broker_epoch,
+        command,
+    };
+    match ask(&broker, request).await {
+        Ok(CommandResult::Ok { .. }) => {
+            let committed = wait_for_image(&broker, |i| {
+                i.partition(&partition.topic, partition.index)
+                    .is_some_and(|p| p.partition_epoch > state.partition_epoch)
+            })
+            .await;
+            if !committed {
+                partition.isr_refused(leader_epoch);
+            }
+        }
+        Ok(_) | Err(_) => partition.isr_refused(leader_epoch),
+    }
+}

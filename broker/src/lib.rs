@@ -14,6 +14,7 @@ pub mod config;
 pub mod controller_cli;
 pub mod controller_link;
 pub mod dispatch;
+pub mod fetcher;
 pub mod frame;
 pub mod groups;
 pub mod handlers;

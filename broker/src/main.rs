@@ -37,7 +37,7 @@ enum Command {
     /// Run one member of the controller quorum (Raft).
     Controller(broker::controller_cli::ControllerArgs),
     /// Run a broker that joins the controller quorum named by --controllers.
-    Broker(BrokerArgs),
+    Broker(Box<BrokerArgs>),
     /// Run a cluster of separate processes on loopback: controllers and
     /// brokers, until Ctrl-C.
     LocalCluster(broker::local_cluster::LocalClusterArgs),

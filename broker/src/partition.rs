@@ -11,6 +11,8 @@ use storage::{
     AppendError, AppendInfo, FlushPolicy, LeaderEpoch, Log, LogConfig, Offset, SharedLog,
 };
 
+use replication::LeaderState;
+use std::sync::Mutex;
 use uuid::Uuid;
 
 /// The file naming the topic id a partition directory belongs to (Kafka's
@@ -30,11 +32,23 @@ pub struct Partition {
     /// The log, shared with blocking tasks.
     pub log: Arc<SharedLog>,
     flush: FlushPolicy,
+    /// While this broker leads the partition: the epoch and what it knows of
+    /// its followers (the replication rules, `replication::LeaderState`).
+    leading: Mutex<Option<Leading>>,
 }
 
-/// Topic configs Baton understands, and how each sets the log config.
-pub const TOPIC_CONFIGS: [&str; 7] = [
+/// A leadership in one epoch.
+#[derive(Debug)]
+struct Leading {
+    epoch: LeaderEpoch,
+    state: LeaderState,
+}
+
+/// Topic configs Baton understands, and how each sets the log config
+/// (`min.insync.replicas` sets none: see [`min_insync_replicas`]).
+pub const TOPIC_CONFIGS: [&str; 8] = [
     "cleanup.policy",
+    "min.insync.replicas",
     "retention.ms",
     "retention.bytes",
     "segment.bytes",
@@ -73,6 +87,8 @@ pub fn log_config_for(
             "segment.ms" => c.segment_ms = Some(Duration::from_millis(positive_u32()?.into())),
             "max.message.bytes" => c.max_batch_bytes = positive_u32()?,
             "index.interval.bytes" => c.index_interval_bytes = positive_u32()?,
+            "min.insync.replicas" if int()? >= 1 => {}
+            "min.insync.replicas" => return Err(format!("{name}={value}: must be at least 1")),
             _ => return Err(format!("unknown or unsupported topic config {name}")),
         }
     }
@@ -102,6 +118,7 @@ impl Partition {
             topic_id,
             log: Arc::new(SharedLog::new(log)),
             flush,
+            leading: Mutex::new(None),
         })
     }
 
@@ -114,6 +131,104 @@ impl Partition {
             log.assign_leader_epoch(leader_epoch)?;
         }
         Ok(())
+    }
+
+    /// Starts or updates the leadership in `epoch` at `now_ms` with the
+    /// committed `isr`; a new epoch starts fresh follower tracking, from the
+    /// log end (where the epoch starts) and the current high watermark.
+    pub fn lead(
+        &self,
+        now_ms: u64,
+        me: i32,
+        epoch: LeaderEpoch,
+        replicas: &[i32],
+        isr: &[i32],
+        lag_max_ms: u64,
+    ) {
+        // Lock order: the log before `leading`, everywhere.
+        let (start, hw) = {
+            let log = self.log.lock();
+            (log.log_end_offset(), log.high_watermark())
+        };
+        let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+        match leading.as_mut() {
+            Some(l) if l.epoch == epoch => {
+                if l.state.isr() != isr {
+                    l.state.on_committed(isr.to_vec());
+                }
+            }
+            _ => {
+                let state = LeaderState::new(
+                    now_ms,
+                    me,
+                    replicas.to_vec(),
+                    isr.to_vec(),
+                    start,
+                    hw,
+                    lag_max_ms,
+                );
+                *leading = Some(Leading { epoch, state });
+            }
+        }
+    }
+
+    /// No longer the leader.
+    pub fn stop_leading(&self) {
+        *self.leading.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The committed ISR's size while leading in `epoch`.
+    pub fn isr_len(&self, epoch: LeaderEpoch) -> usize {
+        let leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+        leading
+            .as_ref()
+            .filter(|l| l.epoch == epoch)
+            .map_or(0, |l| l.state.isr().len())
+    }
+
+    /// A follower fetched at `fetch_offset` at `now_ms`; returns whether the
+    /// high watermark moved.
+    pub fn on_follower_fetch(&self, now_ms: u64, follower: i32, fetch_offset: i64) -> bool {
+        {
+            let end = self.log.lock().log_end_offset();
+            let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+            match leading.as_mut() {
+                Some(l) => l.state.on_fetch(now_ms, follower, fetch_offset, end),
+                None => return false,
+            }
+        }
+        self.advance_high_watermark()
+    }
+
+    /// The ISR change to propose now, if any (marked pending at once).
+    pub fn propose_isr(
+        &self,
+        now_ms: u64,
+        may_join: impl Fn(i32) -> bool,
+    ) -> Option<(LeaderEpoch, Vec<i32>)> {
+        let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+        let l = leading.as_mut()?;
+        let isr = l.state.isr_change(now_ms, may_join)?;
+        l.state.on_proposed(isr.clone());
+        Some((l.epoch, isr))
+    }
+
+    /// The controller refused the pending change.
+    pub fn isr_refused(&self, epoch: LeaderEpoch) {
+        let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = leading.as_mut().filter(|l| l.epoch == epoch) {
+            l.state.on_refused();
+        }
+    }
+
+    /// As a follower: the leader's high watermark, applied up to this
+    /// log's end (never lowered).
+    pub fn follow_high_watermark(&self, leader_hw: i64) {
+        let mut log = self.log.lock();
+        let hw = leader_hw.min(log.log_end_offset());
+        if hw > log.high_watermark() {
+            log.set_high_watermark(hw);
+        }
     }
 
     /// Appends as leader in `leader_epoch` without waiting for the flush
@@ -144,20 +259,27 @@ impl Partition {
         Ok(())
     }
 
-    /// Moves the high watermark up to what is committed on this single
-    /// broker: durable records under `always`, every record otherwise.
-    /// Returns whether it moved.
+    /// As leader: moves the high watermark up to what every member of the
+    /// (maximal) ISR has, counting this broker's own records only once the
+    /// flush policy made them durable (`always`: synced). Returns whether it
+    /// moved. A follower's moves with its leader's instead.
     pub fn advance_high_watermark(&self) -> bool {
         let mut log = self.log.lock();
-        let committed = match self.flush {
+        let own_end = match self.flush {
             FlushPolicy::Always => log.flushed_offset(),
             _ => log.log_end_offset(),
         };
-        let moved = committed > log.high_watermark();
-        if moved {
-            log.set_high_watermark(committed);
+        let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(l) = leading.as_mut() else {
+            return false;
+        };
+        match l.state.advance(own_end) {
+            Some(hw) if hw > log.high_watermark() => {
+                log.set_high_watermark(hw);
+                true
+            }
+            _ => false,
         }
-        moved
     }
 
     /// (log start, high watermark, log end).
@@ -190,4 +312,19 @@ fn claim_dir(dir: &std::path::Path, topic_id: Uuid) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     storage::fs::write_atomically(&storage::fs::OsFs, &path, expected.as_bytes())?;
     Ok(())
+}
+
+/// `min.insync.replicas` of a topic (its config, else the broker's
+/// default), at most its replication factor, so a topic with fewer replicas
+/// than the default still takes acks=all writes (on all its replicas).
+pub fn min_insync_replicas(
+    configs: &BTreeMap<String, String>,
+    default: usize,
+    replicas: usize,
+) -> usize {
+    let configured = configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(default);
+    configured.clamp(1, replicas.max(1))
 }

@@ -91,8 +91,9 @@ async fn maintain(broker: Arc<Broker>) {
     loop {
         tick.tick().await;
         ticks += 1;
-        let broker = broker.clone();
+        let for_work = broker.clone();
         let work = tokio::task::spawn_blocking(move || {
+            let broker = for_work;
             let now = crate::handlers::now_ms();
             for p in broker.all_partitions() {
                 if let Err(e) = p.log.flush_if_due(now) {
@@ -111,6 +112,23 @@ async fn maintain(broker: Arc<Broker>) {
             }
         });
         let _ = work.await;
+        propose_isr_changes(&broker);
+    }
+}
+
+/// Sends the ISR changes the replication rules call for to the controller.
+fn propose_isr_changes(broker: &Arc<Broker>) {
+    let now = broker.now_ms();
+    let image = broker.image();
+    for p in broker.all_partitions() {
+        if let Some((epoch, isr)) = p.propose_isr(now, |b| image.is_live(b)) {
+            tokio::spawn(crate::controller_link::alter_isr(
+                broker.clone(),
+                p,
+                epoch,
+                isr,
+            ));
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use controller::broker_session::BrokerSession;
 use controller::metadata::BrokerId;
 use kafka_protocol::ResponseError;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
 /// A refusal for an admin operation: the Kafka error and a message.
@@ -40,7 +40,25 @@ pub struct Broker {
     pub data_version: watch::Sender<u64>,
     /// Committed consumer-group offsets.
     pub group_offsets: crate::groups::GroupOffsets,
+    /// The replica fetchers of the partitions this broker follows.
+    fetchers: Mutex<HashMap<(String, i32), Fetcher>>,
+    /// The monotonic clock the replication rules are given time from.
+    clock: std::time::Instant,
     _lock: storage::fs::DirLock,
+}
+
+/// A running replica fetcher: whom it follows, in which epoch.
+#[derive(Debug)]
+struct Fetcher {
+    leader: BrokerId,
+    leader_epoch: i32,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Broker {
@@ -56,8 +74,15 @@ impl Broker {
             session,
             data_version: watch::channel(0).0,
             group_offsets,
+            fetchers: Mutex::new(HashMap::new()),
+            clock: std::time::Instant::now(),
             _lock: lock,
         }))
+    }
+
+    /// Milliseconds on this broker's monotonic clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
     }
 
     /// This broker's node id.
@@ -79,7 +104,7 @@ impl Broker {
     /// and starts the epochs it leads in (so no request sees leadership
     /// before the log is ready), then publishes it, then closes replicas it
     /// no longer gives (removing a deleted topic's logs).
-    pub fn apply_image(&self, image: MetadataImage) -> anyhow::Result<()> {
+    pub fn apply_image(self: &Arc<Self>, image: MetadataImage) -> anyhow::Result<()> {
         let me = self.id();
         let mut wanted = HashMap::new();
         for (name, index, topic_id, state) in image.replicas_of(me) {
@@ -101,6 +126,18 @@ impl Broker {
                         applied = image.applied, "leading");
                 }
                 partition.become_leader(state.leader_epoch)?;
+                let lag = self.config.replica_lag_time_max_ms;
+                let now = self.now_ms();
+                partition.lead(
+                    now,
+                    me,
+                    state.leader_epoch,
+                    &state.replicas,
+                    &state.isr,
+                    lag,
+                );
+            } else {
+                partition.stop_leading();
             }
             wanted.insert(key, partition);
         }
@@ -114,6 +151,7 @@ impl Broker {
                 .map(|(_, p)| p)
                 .collect()
         };
+        self.update_fetchers(&image);
         for p in removed {
             let deleted = image
                 .topics
@@ -184,6 +222,45 @@ impl Broker {
             partition,
             leader_epoch: state.leader_epoch,
         })
+    }
+
+    /// Starts a fetcher for every partition this broker follows (or a new
+    /// one when its leader or epoch changed) and stops the others.
+    fn update_fetchers(self: &Arc<Self>, image: &MetadataImage) {
+        let me = self.id();
+        let mut fetchers = self.fetchers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wanted = HashMap::new();
+        for (name, index, _, state) in image.replicas_of(me) {
+            let key = (name.clone(), index);
+            let Some(leader) = state.leader.filter(|l| *l != me) else {
+                continue;
+            };
+            let Some(addr) = image.brokers.get(&leader).map(|b| b.endpoint.clone()) else {
+                continue;
+            };
+            let Some(partition) = self.partition(name, index) else {
+                continue;
+            };
+            let fetcher = match fetchers.remove(&key) {
+                Some(f) if f.leader == leader && f.leader_epoch == state.leader_epoch => f,
+                _ => {
+                    let run = crate::fetcher::run(
+                        self.clone(),
+                        partition,
+                        leader,
+                        state.leader_epoch,
+                        addr,
+                    );
+                    Fetcher {
+                        leader,
+                        leader_epoch: state.leader_epoch,
+                        task: tokio::spawn(run).abort_handle(),
+                    }
+                }
+            };
+            wanted.insert(key, fetcher);
+        }
+        *fetchers = wanted; // dropping the others aborts them
     }
 
     /// Every replica, for maintenance.

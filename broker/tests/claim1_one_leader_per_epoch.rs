@@ -67,8 +67,8 @@ async fn write(
     cluster: Arc<LocalCluster>,
     p: i32,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) -> usize {
-    let mut accepted = 0;
+) -> Vec<(i32, i64)> {
+    let mut accepted = Vec::new();
     for round in 0usize.. {
         let broker = 1 + (round % 3) as i32;
         let attempt = async {
@@ -76,12 +76,14 @@ async fn write(
                 .await
                 .ok()?;
             let batch = storage::batch::build_batch(&[b"v"], 0).into();
-            Some(produce(&mut conn, TOPIC, p, batch).await.0)
+            Some(produce(&mut conn, TOPIC, p, batch).await)
         };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return accepted,
             result = tokio::time::timeout(Duration::from_millis(300), attempt) => {
-                accepted += usize::from(matches!(result, Ok(Some(0))));
+                if let Ok(Some((0, offset))) = result {
+                    accepted.push((broker, offset));
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -124,15 +126,15 @@ async fn claim1_each_epoch_has_one_leader_and_only_it_appends() {
     }
     // Claim 9 too: with a minority of controllers down, topics are created
     // and leaders elected.
-    let max_epoch = |seen: &Seen| {
-        seen.lock()
-            .unwrap()
-            .keys()
-            .map(|(_, e)| *e)
-            .max()
-            .unwrap_or(0)
+    let epochs = |seen: &Seen| {
+        let mut max = BTreeMap::new();
+        for (p, e) in seen.lock().unwrap().keys() {
+            let m = max.entry(*p).or_insert(*e);
+            *m = (*m).max(*e);
+        }
+        max
     };
-    let epoch_before_kill = max_epoch(&seen);
+    let epochs_before_kill = epochs(&seen);
     cluster.kill_active_controller().await;
     admin
         .create_topic("after-controller-kill", 1, 3, &[])
@@ -143,14 +145,17 @@ async fn claim1_each_epoch_has_one_leader_and_only_it_appends() {
     cluster.signal_broker(3, Signal::CONT);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
+    let epochs_after = epochs(&seen);
     assert!(
-        max_epoch(&seen) > epoch_before_kill,
-        "a leader was elected with a controller down"
+        epochs_after
+            .iter()
+            .any(|(p, e)| epochs_before_kill.get(p).is_none_or(|b| e > b)),
+        "a leader was elected with a controller down: {epochs_before_kill:?} -> {epochs_after:?}"
     );
     stop.send_replace(true);
-    let mut accepted = 0;
-    for w in writers {
-        accepted += w.await.expect("writer");
+    let mut accepted = BTreeMap::new();
+    for (p, w) in writers.into_iter().enumerate() {
+        accepted.insert(p as i32, w.await.expect("writer"));
     }
     for w in watchers {
         w.await.expect("watcher"); // panics inside a watcher fail here
@@ -175,34 +180,46 @@ async fn claim1_each_epoch_has_one_leader_and_only_it_appends() {
         );
     }
 
-    // Every appended batch carries an epoch the controller gave its broker.
+    // Every batch in every log (leaders' appends and followers' copies)
+    // carries an epoch the controller assigned, and every acknowledged
+    // write sits, on the final leader, in a batch of an epoch the
+    // controller gave the very broker that acknowledged it.
+    let last = cluster.describe(1, TOPIC).await;
     let (_dir, logs) = Arc::into_inner(cluster)
         .expect("no task holds the cluster")
         .stop();
-    let mut batches = 0;
-    for (broker, dir) in logs {
-        for p in 0..PARTITIONS {
-            for epoch in batch_epochs(&dir.join(format!("{TOPIC}-{p}"))) {
-                batches += 1;
-                let leaders = seen.get(&(p, epoch));
-                assert_eq!(
-                    leaders.map(|l| l.iter().copied().collect::<Vec<_>>()),
-                    Some(vec![broker]),
-                    "broker {broker} appended to partition {p} in epoch {epoch}"
+    let logs: BTreeMap<i32, std::path::PathBuf> = logs.into_iter().collect();
+    for p in 0..PARTITIONS {
+        for dir in logs.values() {
+            for (_, epoch) in batch_epochs(&dir.join(format!("{TOPIC}-{p}"))) {
+                assert!(
+                    seen.contains_key(&(p, epoch)),
+                    "partition {p} epoch {epoch} was never assigned"
                 );
             }
         }
+        let leader = last[p as usize].leader;
+        let on_leader: BTreeMap<i64, i32> =
+            batch_epochs(&logs[&leader].join(format!("{TOPIC}-{p}")))
+                .into_iter()
+                .collect();
+        for (broker, offset) in &accepted[&p] {
+            let epoch = on_leader.get(offset).unwrap_or_else(|| {
+                panic!("acknowledged write at {offset} of partition {p} is not on leader {leader}")
+            });
+            assert_eq!(
+                seen[&(p, *epoch)].iter().copied().collect::<Vec<_>>(),
+                vec![*broker],
+                "broker {broker} acknowledged offset {offset} of partition {p}, written in epoch {epoch}"
+            );
+        }
     }
-    // A write whose answer timed out may still have been appended.
-    assert!(
-        batches >= accepted,
-        "every accepted write is in a log: {batches} < {accepted}"
-    );
-    assert!(accepted > 100, "the writers made progress: {accepted}");
+    let total: usize = accepted.values().map(Vec::len).sum();
+    assert!(total > 100, "the writers made progress: {total}");
 }
 
-/// The `partitionLeaderEpoch` of every batch in the log at `dir`.
-fn batch_epochs(dir: &std::path::Path) -> Vec<i32> {
+/// (base offset, `partitionLeaderEpoch`) of every batch in the log at `dir`.
+fn batch_epochs(dir: &std::path::Path) -> Vec<(i64, i32)> {
     if !dir.exists() {
         return Vec::new();
     }
@@ -218,7 +235,7 @@ fn batch_epochs(dir: &std::path::Path) -> Vec<i32> {
         while at < read.bytes.len() {
             let header =
                 storage::batch::parse_header(&read.bytes[at..], usize::MAX >> 1).expect("batch");
-            epochs.push(header.partition_leader_epoch);
+            epochs.push((header.base_offset, header.partition_leader_epoch));
             offset = header.next_offset();
             at += header.size;
         }

@@ -51,6 +51,22 @@ pub enum Command {
         /// The id.
         cluster_id: String,
     },
+    /// A leader changes its partition's ISR (Kafka's AlterPartition). Stale
+    /// requests (another leader, epoch or partition epoch) are refused.
+    AlterPartition {
+        /// Topic.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The requesting leader.
+        leader: BrokerId,
+        /// Its leader epoch.
+        leader_epoch: i32,
+        /// The partition epoch its request is based on.
+        partition_epoch: i32,
+        /// The new ISR (the leader included).
+        isr: Vec<BrokerId>,
+    },
     /// Adds partitions to a topic (Kafka's CreatePartitions).
     CreatePartitions {
         /// Topic name.
@@ -155,6 +171,27 @@ pub fn apply(meta: &mut ClusterMetadata, command: &Command, unclean: bool) -> Co
             Some(_) => ok(None, 0),
             None => CommandResult::Refused(format!("topic {name} does not exist")),
         },
+        Command::AlterPartition {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } => {
+            let live = live_set(meta);
+            let Some(p) = meta
+                .topics
+                .get_mut(topic)
+                .and_then(|t| t.partitions.get_mut(usize::try_from(*partition).ok()?))
+            else {
+                return CommandResult::Refused(format!("unknown partition {topic}-{partition}"));
+            };
+            match alter_isr(p, *leader, *leader_epoch, *partition_epoch, isr, &live) {
+                Ok(()) => ok(None, 0),
+                Err(why) => CommandResult::Refused(why),
+            }
+        }
         Command::InitCluster { cluster_id } => {
             if !meta.cluster_id.is_empty() {
                 return CommandResult::Refused(format!(
@@ -186,6 +223,42 @@ pub fn apply(meta: &mut ClusterMetadata, command: &Command, unclean: bool) -> Co
             ok(None, changed)
         }
     }
+}
+
+/// Kafka's AlterPartition checks: the current leader in its current epoch,
+/// based on the current partition epoch, an ISR of replicas that keeps the
+/// leader, and only live brokers added.
+fn alter_isr(
+    p: &mut PartitionState,
+    leader: BrokerId,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: &[BrokerId],
+    live: &[BrokerId],
+) -> Result<(), String> {
+    if p.leader != Some(leader) || p.leader_epoch != leader_epoch {
+        return Err(format!(
+            "broker {leader} in epoch {leader_epoch} is not the leader (leader {:?}, epoch {})",
+            p.leader, p.leader_epoch
+        ));
+    }
+    if p.partition_epoch != partition_epoch {
+        return Err(format!(
+            "stale partition epoch {partition_epoch} (current {})",
+            p.partition_epoch
+        ));
+    }
+    if !isr.contains(&leader) || isr.iter().any(|b| !p.replicas.contains(b)) {
+        return Err(format!(
+            "ISR {isr:?} must hold the leader and only replicas"
+        ));
+    }
+    if let Some(b) = isr.iter().find(|b| !p.isr.contains(b) && !live.contains(b)) {
+        return Err(format!("broker {b} is fenced and cannot join the ISR"));
+    }
+    p.isr = isr.to_vec();
+    p.partition_epoch += 1;
+    Ok(())
 }
 
 fn live_set(meta: &ClusterMetadata) -> Vec<BrokerId> {
@@ -389,5 +462,65 @@ mod tests {
             (Some(1), 1),
             "new partitions start in epoch 1"
         );
+    }
+
+    #[test]
+    fn alter_partition_table() {
+        let mut meta = ClusterMetadata::default();
+        for id in 1..=3 {
+            register(&mut meta, id);
+        }
+        let create = Command::CreateTopic {
+            name: "t".into(),
+            id: uuid::Uuid::nil(),
+            assignment: vec![vec![1, 2, 3]],
+            configs: BTreeMap::new(),
+        };
+        apply(&mut meta, &create, false);
+        let alter =
+            |leader, leader_epoch, partition_epoch, isr: &[BrokerId]| Command::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr: isr.to_vec(),
+            };
+        // (command, accepted, isr after, partition epoch after)
+        let cases = [
+            (alter(1, 1, 1, &[1, 2]), true, vec![1, 2], 2),
+            (alter(1, 1, 1, &[1]), false, vec![1, 2], 2), // stale partition epoch
+            (alter(2, 1, 2, &[2]), false, vec![1, 2], 2), // not the leader
+            (alter(1, 0, 2, &[1]), false, vec![1, 2], 2), // old leader epoch
+            (alter(1, 1, 2, &[2, 3]), false, vec![1, 2], 2), // drops the leader
+            (alter(1, 1, 2, &[1, 4]), false, vec![1, 2], 2), // not a replica
+            (alter(1, 1, 2, &[1, 2, 3]), true, vec![1, 2, 3], 3),
+        ];
+        for (command, accepted, isr, partition_epoch) in cases {
+            let result = apply(&mut meta, &command, false);
+            assert_eq!(
+                matches!(result, CommandResult::Ok { .. }),
+                accepted,
+                "{command:?}: {result:?}"
+            );
+            let p = &meta.topics["t"].partitions[0];
+            assert_eq!(
+                (&p.isr, p.partition_epoch, p.leader_epoch),
+                (&isr, partition_epoch, 1)
+            );
+        }
+        // A fenced broker cannot be added back.
+        apply(&mut meta, &alter(1, 1, 3, &[1, 2]), false);
+        let epoch3 = meta.brokers[&3].epoch;
+        apply(
+            &mut meta,
+            &Command::FenceBroker {
+                id: 3,
+                epoch: epoch3,
+            },
+            false,
+        );
+        let result = apply(&mut meta, &alter(1, 1, 4, &[1, 2, 3]), false);
+        assert!(matches!(result, CommandResult::Refused(_)), "{result:?}");
     }
 }

@@ -61,6 +61,13 @@ pub enum ControllerRequest {
         /// The epoch whose session ends.
         epoch: u64,
     },
+    /// A leader's ISR change (Kafka's AlterPartition), with its broker epoch.
+    AlterPartition {
+        /// The leader's broker epoch: a fenced or stale session is refused.
+        broker_epoch: u64,
+        /// The change.
+        command: Command,
+    },
     /// Delete a topic.
     DeleteTopic {
         /// Name.
@@ -258,6 +265,25 @@ impl Service {
                     }
                     Err(why) => ControllerResponse::Refused(why),
                 }
+            }
+            ControllerRequest::AlterPartition {
+                broker_epoch,
+                command,
+            } => {
+                let Command::AlterPartition { leader, .. } = &command else {
+                    return ControllerResponse::Refused("not an AlterPartition".into());
+                };
+                let meta = self.controller.state().metadata;
+                let current = meta
+                    .brokers
+                    .get(leader)
+                    .filter(|b| !b.fenced)
+                    .map(|b| b.epoch);
+                if current != Some(broker_epoch) {
+                    let why = format!("broker {leader} epoch {broker_epoch} is fenced or stale");
+                    return ControllerResponse::Refused(why);
+                }
+                self.propose(command).await
             }
             ControllerRequest::ShutdownBroker { id, epoch } => {
                 self.propose(Command::FenceBroker { id, epoch }).await

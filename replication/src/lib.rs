@@ -178,8 +178,13 @@ impl LeaderState {
     /// The ISR to propose at `now_ms`, if it should change and no change is
     /// pending: members (never the leader) not caught up within
     /// `lag_max_ms` leave; replicas that reached both the high watermark
-    /// and this epoch's start join.
-    pub fn isr_change(&self, now_ms: u64) -> Option<Vec<BrokerId>> {
+    /// and this epoch's start join, if `may_join` (the controller adds only
+    /// unfenced brokers, KIP-841).
+    pub fn isr_change(
+        &self,
+        now_ms: u64,
+        may_join: impl Fn(BrokerId) -> bool,
+    ) -> Option<Vec<BrokerId>> {
         if self.pending.is_some() {
             return None;
         }
@@ -189,9 +194,10 @@ impl LeaderState {
                 .is_some_and(|p| now_ms.saturating_sub(p.caught_up_at_ms) > self.lag_max_ms)
         };
         let caught_up = |b: &BrokerId| {
-            self.followers.get(b).is_some_and(|p| {
-                p.end >= self.high_watermark && p.end >= self.epoch_start && !lagging(b)
-            })
+            may_join(*b)
+                && self.followers.get(b).is_some_and(|p| {
+                    p.end >= self.high_watermark && p.end >= self.epoch_start && !lagging(b)
+                })
         };
         let next: Vec<BrokerId> = self
             .replicas

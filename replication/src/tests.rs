@@ -37,13 +37,21 @@ fn shrink_and_expand_story() {
     s.on_fetch(100, 2, 10, 10);
     s.on_fetch(100, 3, 4, 10);
     assert_eq!(s.advance(10), Some(4));
-    assert_eq!(s.isr_change(100), None, "nobody lags yet");
+    assert_eq!(s.isr_change(100, |_| true), None, "nobody lags yet");
     // 3 falls silent; 2 keeps up. Past the lag limit, 3 is proposed out.
     s.on_fetch(LAG, 2, 10, 10);
-    assert_eq!(s.isr_change(LAG), None, "3 last caught up at 0: not yet");
-    assert_eq!(s.isr_change(LAG + 1), Some(vec![1, 2]));
+    assert_eq!(
+        s.isr_change(LAG, |_| true),
+        None,
+        "3 last caught up at 0: not yet"
+    );
+    assert_eq!(s.isr_change(LAG + 1, |_| true), Some(vec![1, 2]));
     s.on_proposed(vec![1, 2]);
-    assert_eq!(s.isr_change(LAG + 200), None, "one change at a time");
+    assert_eq!(
+        s.isr_change(LAG + 200, |_| true),
+        None,
+        "one change at a time"
+    );
     assert_eq!(
         s.advance(10),
         None,
@@ -53,7 +61,12 @@ fn shrink_and_expand_story() {
     assert_eq!(s.advance(10), Some(10));
     // 3 comes back and catches up to the HW: proposed back in.
     s.on_fetch(LAG + 300, 3, 10, 10);
-    assert_eq!(s.isr_change(LAG + 300), Some(vec![1, 2, 3]));
+    assert_eq!(
+        s.isr_change(LAG + 300, |b| b != 3),
+        None,
+        "not while fenced"
+    );
+    assert_eq!(s.isr_change(LAG + 300, |_| true), Some(vec![1, 2, 3]));
     s.on_proposed(vec![1, 2, 3]);
     assert_eq!(
         s.maximal_isr(),
@@ -67,11 +80,13 @@ fn shrink_and_expand_story() {
 #[test]
 fn refused_change_can_be_proposed_again() {
     let mut s = leader(&[1, 2, 3]);
-    let change = s.isr_change(LAG + 1).expect("both followers silent");
+    let change = s
+        .isr_change(LAG + 1, |_| true)
+        .expect("both followers silent");
     assert_eq!(change, vec![1]);
     s.on_proposed(change.clone());
     s.on_refused();
-    assert_eq!(s.isr_change(LAG + 2), Some(change));
+    assert_eq!(s.isr_change(LAG + 2, |_| true), Some(change));
 }
 
 #[test]
@@ -80,12 +95,12 @@ fn a_follower_behind_the_epoch_start_does_not_join() {
     s.on_fetch(1, 2, 5, 10);
     assert_eq!(s.advance(10), Some(10), "ISR is the leader alone");
     assert_eq!(
-        s.isr_change(1),
+        s.isr_change(1, |_| true),
         None,
         "at 5, below the HW and the epoch start 8"
     );
     s.on_fetch(2, 2, 10, 10);
-    assert_eq!(s.isr_change(2), Some(vec![1, 2]));
+    assert_eq!(s.isr_change(2, |_| true), Some(vec![1, 2]));
 }
 
 #[test]
@@ -131,7 +146,7 @@ proptest! {
             leader_end = leader_end.max(offset);
             match kind {
                 0 => s.on_fetch(now, follower, offset.min(leader_end), leader_end),
-                1 => if let Some(isr) = s.isr_change(now) { s.on_proposed(isr) },
+                1 => if let Some(isr) = s.isr_change(now, |_| true) { s.on_proposed(isr) },
                 2 => if let Some(isr) = s.maximal_isr().get(..) { s.on_committed(isr.to_vec()) },
                 _ => s.on_refused(),
             }

@@ -490,7 +490,16 @@ impl Log {
     /// and recovery point follow it down. Below the log start is an error.
     pub fn truncate_to(&mut self, offset: Offset) -> Result<(), TruncateError> {
         self.check_online()?;
-        if offset >= self.log_end_offset() {
+        if offset > self.log_end_offset() {
+            return Ok(());
+        }
+        if offset == self.log_end_offset() {
+            // No record goes, but an epoch started at the end with no record
+            // yet (a leadership that appended nothing) does: a follower must
+            // not keep an epoch its leader never had.
+            if self.epochs.truncate_from_end(offset) {
+                self.write_epoch_checkpoint()?;
+            }
             return Ok(());
         }
         if offset < self.log_start_offset() {

@@ -222,6 +222,10 @@ fn topic_configs(
                 "segment.bytes" => c.segment_bytes.to_string(),
                 "segment.ms" => ms(c.segment_ms),
                 "max.message.bytes" => c.max_batch_bytes.to_string(),
+                "min.insync.replicas" => overrides
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| broker.config.min_insync_replicas.to_string()),
                 _ => c.index_interval_bytes.to_string(),
             };
             let source = if overrides.contains_key(name) {

@@ -56,7 +56,8 @@ async fn read_once(
             let name = topic.topic.0.to_string();
             let mut partitions = Vec::new();
             for p in &topic.partitions {
-                let data = read_partition(&broker, &name, p, budget, total == 0, version);
+                let replica = request.replica_id.0;
+                let data = read_partition(&broker, &name, p, budget, total == 0, version, replica);
                 let returned = data.records.as_ref().map_or(0, |r| r.len());
                 budget = budget.saturating_sub(returned);
                 total += returned;
@@ -93,6 +94,7 @@ fn read_partition(
     budget: usize,
     first: bool,
     version: i16,
+    replica: i32,
 ) -> PartitionData {
     let data = PartitionData::default()
         .with_partition_index(p.partition)
@@ -103,8 +105,19 @@ fn read_partition(
         Ok(led) => led.partition,
         Err(e) => return data.with_error_code(e.code()),
     };
+    // A follower's fetch reports its log end: the high watermark may move
+    // before we answer it, and it reads up to the log end, not the HW.
+    let follower = replica >= 0
+        && broker
+            .image()
+            .partition(topic, p.partition)
+            .is_some_and(|s| s.replicas.contains(&replica));
+    if follower && partition.on_follower_fetch(broker.now_ms(), replica, p.fetch_offset) {
+        broker.notify_data();
+    }
     let log = partition.log.lock();
     let (start, hw) = (log.log_start_offset(), log.high_watermark());
+    let limit = if follower { log.log_end_offset() } else { hw };
     let start = if version >= 5 { start } else { -1 };
     let data = data
         .with_high_watermark(hw)
@@ -116,7 +129,7 @@ fn read_partition(
     if max == 0 && !first {
         return data.with_records(Some(bytes::Bytes::new()));
     }
-    match log.read(p.fetch_offset, max.max(1), hw) {
+    match log.read(p.fetch_offset, max.max(1), limit) {
         Ok(read) => data.with_records(Some(read.bytes.into())),
         Err(ReadError::OffsetOutOfRange { .. }) => {
             data.with_error_code(ResponseError::OffsetOutOfRange.code())

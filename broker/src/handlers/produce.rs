@@ -13,10 +13,13 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::ResponseError;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use storage::batch::{self, BatchError};
 use storage::{AppendError, AppendInfo};
 
-type Appended = Result<(Arc<Partition>, AppendInfo), ResponseError>;
+/// An append waiting for its commit: the replica, what was appended, the
+/// epoch it was led in, and how many ISR members acks=all needs.
+type Appended = Result<(Arc<Partition>, AppendInfo, i32, usize), ResponseError>;
 
 /// Appends every partition's batches now, in order; the returned future
 /// resolves to the response once they are committed (`None` for acks=0).
@@ -26,6 +29,7 @@ pub async fn prepare(
     version: i16,
 ) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = request.acks;
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut appended: Vec<(String, i32, Appended)> = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
@@ -35,24 +39,41 @@ pub async fn prepare(
             } else if !matches!(acks, -1..=1) {
                 Err(ResponseError::InvalidRequiredAcks)
             } else {
-                append(broker, &name, partition.index, partition.records).await
+                append(broker, &name, partition.index, partition.records, acks).await
             };
             appended.push((name.clone(), partition.index, result));
         }
     }
+    // Followers long-polling for new records fetch them now.
+    broker.notify_data();
     let broker = broker.clone();
     async move {
         let now = now_ms();
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut topics: Vec<TopicProduceResponse> = Vec::new();
         for (name, index, result) in appended {
             let committed = match result {
-                Ok((partition, info)) => match partition.commit(info, now).await {
-                    Ok(()) => Ok((partition.offsets().0, info.base_offset)),
-                    Err(e) => {
+                Ok((partition, info, epoch, min_isr)) => {
+                    let local = partition.commit(info, now).await.map_err(|e| {
                         tracing::error!(topic = %name, partition = index, error = %e, "commit failed");
-                        Err(ResponseError::KafkaStorageError)
-                    }
-                },
+                        ResponseError::KafkaStorageError
+                    });
+                    broker.notify_data();
+                    let replicated = match (local, acks) {
+                        (Ok(()), -1) => {
+                            let wait = Replicated {
+                                topic: &name,
+                                index,
+                                epoch,
+                                min_isr,
+                            };
+                            wait.until(&broker, &partition, info.last_offset, deadline)
+                                .await
+                        }
+                        (local, _) => local,
+                    };
+                    replicated.map(|()| (partition.offsets().0, info.base_offset))
+                }
                 Err(e) => Err(e),
             };
             let (start, base) = committed.unwrap_or((-1, -1));
@@ -76,14 +97,78 @@ pub async fn prepare(
     }
 }
 
+/// What an acks=all produce waits for.
+struct Replicated<'a> {
+    topic: &'a str,
+    index: i32,
+    epoch: i32,
+    min_isr: usize,
+}
+
+impl Replicated<'_> {
+    /// Waits (the produce purgatory) until the high watermark passes
+    /// `last_offset`, then checks the ISR still has `min_isr` members; fails
+    /// if leadership in `epoch` ends or the request's time runs out.
+    async fn until(
+        &self,
+        broker: &Broker,
+        partition: &Partition,
+        last_offset: i64,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ResponseError> {
+        let mut changes = broker.data_version.subscribe();
+        loop {
+            match broker.leader(self.topic, self.index, -1) {
+                Ok(led) if led.leader_epoch == self.epoch => {}
+                _ => return Err(ResponseError::NotLeaderOrFollower),
+            }
+            if partition.offsets().1 > last_offset {
+                return match partition.isr_len(self.epoch) >= self.min_isr {
+                    true => Ok(()),
+                    false => Err(ResponseError::NotEnoughReplicasAfterAppend),
+                };
+            }
+            // Woken by every high-watermark move; the lease is rechecked at
+            // least every 100 ms.
+            let tick = tokio::time::Instant::now() + Duration::from_millis(100);
+            match tokio::time::timeout_at(deadline.min(tick), changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(ResponseError::NotLeaderOrFollower),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(ResponseError::RequestTimedOut)
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 /// Validates and appends one partition's batches (not yet committed).
+/// acks=all with fewer ISR members than `min.insync.replicas` is refused
+/// before anything is written.
 async fn append(
     broker: &Broker,
     topic: &str,
     index: i32,
     records: Option<bytes::Bytes>,
+    acks: i16,
 ) -> Appended {
     let led = broker.leader(topic, index, -1)?;
+    let min_isr = {
+        let image = broker.image();
+        let configs = image
+            .topics
+            .get(topic)
+            .map(|t| t.configs.clone())
+            .unwrap_or_default();
+        let replicas = image
+            .partition(topic, index)
+            .map_or(1, |p| p.replicas.len());
+        crate::partition::min_insync_replicas(&configs, broker.config.min_insync_replicas, replicas)
+    };
+    if acks == -1 && led.partition.isr_len(led.leader_epoch) < min_isr {
+        return Err(ResponseError::NotEnoughReplicas);
+    }
     let records = records.ok_or(ResponseError::CorruptMessage)?;
     check_tokens(&records, led.leader_epoch)?;
     let partition = led.partition;
@@ -93,7 +178,7 @@ async fn append(
             tracing::debug!(topic, partition = index, error = %e, "produce refused");
             append_error_code(&e)
         })?;
-    Ok((partition, info))
+    Ok((partition, info, led.leader_epoch, min_isr))
 }
 
 /// The producer's `partitionLeaderEpoch` in each batch is a fencing token
@@ -122,8 +207,8 @@ fn append_error_code(e: &AppendError) -> ResponseError {
         } if *length > *max as i64 => ResponseError::MessageTooLarge,
         AppendError::InvalidBatch { .. } | AppendError::Empty => ResponseError::CorruptMessage,
         AppendError::TooLarge { .. } => ResponseError::RecordListTooLarge,
-        AppendError::EpochRegression(_) | AppendError::Storage(_) => {
-            ResponseError::KafkaStorageError
-        }
+        AppendError::EpochRegression(_)
+        | AppendError::OffsetMismatch { .. }
+        | AppendError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }

@@ -57,7 +57,10 @@ impl LocalCluster {
             .args(["--controllers", &controllers.to_string()])
             .arg("--data-dir")
             .arg(dir.path())
-            .env("BATON_LOG", "warn")
+            .env(
+                "BATON_LOG",
+                std::env::var("TEST_BATON_LOG").unwrap_or("warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
