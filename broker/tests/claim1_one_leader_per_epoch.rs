@@ -14,7 +14,7 @@
 mod common;
 
 use common::cluster::LocalCluster;
-use common::produce;
+use common::try_produce;
 use rustix::process::Signal;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -76,7 +76,7 @@ async fn write(
                 .await
                 .ok()?;
             let batch = storage::batch::build_batch(&[b"v"], 0).into();
-            Some(produce(&mut conn, TOPIC, p, batch).await)
+            try_produce(&mut conn, TOPIC, p, batch).await
         };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return accepted,

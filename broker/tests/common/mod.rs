@@ -147,6 +147,19 @@ pub async fn produce(
     (p.error_code, p.base_offset)
 }
 
+/// As [`produce`], `None` if the connection fails (the broker died).
+pub async fn try_produce(
+    conn: &mut Connection,
+    name: &str,
+    partition: i32,
+    records: Bytes,
+) -> Option<(i16, i64)> {
+    let request = produce_request(name, partition, records, -1);
+    let response: ProduceResponse = conn.send(&request, 9).await.ok()?;
+    let p = &response.responses[0].partition_responses[0];
+    Some((p.error_code, p.base_offset))
+}
+
 /// A Fetch request for one partition.
 pub fn fetch_request(name: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
     FetchRequest::default()

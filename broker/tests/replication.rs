@@ -1,0 +1,289 @@
+//! Replication on a real cluster (`baton local-cluster`, 3 controllers, 3
+//! brokers), under a continuous acks=all load that records every
+//! acknowledgement. Each test is named after the claims it checks.
+
+mod common;
+
+use common::cluster::LocalCluster;
+use common::{produce, try_produce};
+use rustix::process::Signal;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One cluster at a time (two starve each other's heartbeats on 2 cores).
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const TOPIC: &str = "replicated";
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+
+/// Acknowledged writes: value -> offset.
+type Acks = Arc<Mutex<BTreeMap<u64, i64>>>;
+
+async fn start() -> LocalCluster {
+    let cluster = LocalCluster::start(3, 3);
+    let mut admin = client::Admin::connect(cluster.broker_addr(1))
+        .await
+        .expect("admin");
+    admin
+        .create_topic(TOPIC, 1, 3, &[])
+        .await
+        .expect("create topic");
+    cluster
+}
+
+/// The partition's leader as any of `alive` reports it.
+async fn leader(cluster: &LocalCluster, alive: &[i32]) -> Option<i32> {
+    for via in alive {
+        if let Some(p) = cluster.try_describe(*via, TOPIC).await {
+            return Some(p[0].leader).filter(|l| *l > 0);
+        }
+    }
+    None
+}
+
+/// Sends values 0, 1, 2, ... one record per batch with acks=all to the
+/// current leader until `stop`, recording each acknowledged offset.
+async fn load(
+    cluster: Arc<LocalCluster>,
+    alive: Arc<Mutex<Vec<i32>>>,
+    acks: Acks,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut value = 0u64;
+    while !*stop.borrow() {
+        let alive_now = alive.lock().unwrap().clone();
+        let Some(l) = leader(&cluster, &alive_now).await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let attempt = async {
+            let mut conn = client::Connection::connect(cluster.broker_addr(l))
+                .await
+                .ok()?;
+            let bytes = value.to_string().into_bytes();
+            let batch = storage::batch::build_batch(&[&bytes], 0).into();
+            try_produce(&mut conn, TOPIC, 0, batch).await
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            result = tokio::time::timeout(Duration::from_millis(2_000), attempt) => {
+                if let Ok(Some((0, offset))) = result {
+                    acks.lock().unwrap().insert(value, offset);
+                }
+            }
+        }
+        value += 1;
+    }
+}
+
+/// (offset, value) of every record in `dir`'s log below `end`, and the raw
+/// bytes of that prefix.
+fn read_log(dir: &std::path::Path, end: i64) -> (Vec<(i64, u64)>, Vec<u8>) {
+    let fs = Arc::new(storage::fs::OsFs);
+    let log = storage::Log::open(fs, dir, storage::LogConfig::default()).expect("open log");
+    let (mut records, mut raw) = (Vec::new(), Vec::new());
+    let mut offset = log.log_start_offset();
+    while offset < end.min(log.log_end_offset()) {
+        let read = log.read(offset, 1 << 20, end).expect("read");
+        if read.bytes.is_empty() {
+            break;
+        }
+        raw.extend_from_slice(&read.bytes);
+        let mut bytes = bytes::Bytes::from(read.bytes);
+        while !bytes.is_empty() {
+            let set =
+                kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decode");
+            for r in set.records {
+                let value = r.value.expect("value");
+                let value = std::str::from_utf8(&value).unwrap().parse().unwrap();
+                records.push((r.offset, value));
+                offset = r.offset + 1;
+            }
+        }
+    }
+    (records, raw)
+}
+
+/// Every acknowledged value is at its acknowledged offset (claim 4),
+/// offsets run from 0 without a gap (claim 5), and all `dirs` hold the
+/// same bytes up to `hw` (claim 7).
+fn check_logs(dirs: &[std::path::PathBuf], hw: i64, acks: &BTreeMap<u64, i64>) {
+    eprintln!(
+        "checking {} acknowledged writes below the HW {hw} on {} replicas",
+        acks.len(),
+        dirs.len()
+    );
+    let (records, raw) = read_log(&dirs[0].join(format!("{TOPIC}-0")), hw);
+    assert_eq!(
+        records.len() as i64,
+        hw,
+        "every offset below the HW is there"
+    );
+    for (i, (offset, _)) in records.iter().enumerate() {
+        assert_eq!(*offset, i as i64, "offsets are contiguous");
+    }
+    let at: BTreeMap<i64, u64> = records.iter().copied().collect();
+    for (value, offset) in acks {
+        assert_eq!(
+            at.get(offset),
+            Some(value),
+            "acknowledged {value} at {offset}"
+        );
+    }
+    for dir in &dirs[1..] {
+        let (_, other) = read_log(&dir.join(format!("{TOPIC}-0")), hw);
+        assert!(other == raw, "{} differs below the HW", dir.display());
+    }
+}
+
+/// The HW as the leader reports it, once every broker in `isr` is back in
+/// the ISR.
+async fn healed(cluster: &LocalCluster, want_isr: usize, within: Duration) -> i64 {
+    let start = Instant::now();
+    loop {
+        if let Some(l) = leader(cluster, &[1, 2, 3]).await {
+            let p = &cluster.describe(l, TOPIC).await[0];
+            if p.isr.len() == want_isr {
+                let mut conn = client::Connection::connect(cluster.broker_addr(l))
+                    .await
+                    .expect("connect");
+                let response = conn
+                    .send(&common::fetch_request(TOPIC, 0, 0, 0), 12)
+                    .await
+                    .expect("fetch");
+                return response.responses[0].partitions[0].high_watermark;
+            }
+        }
+        assert!(start.elapsed() < within, "the ISR did not heal");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs the load while `fault` runs; returns the acknowledgements.
+async fn under_load<F, Fut>(cluster: Arc<LocalCluster>, fault: F) -> BTreeMap<u64, i64>
+where
+    F: FnOnce(Arc<LocalCluster>, Arc<Mutex<Vec<i32>>>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let acks: Acks = Arc::default();
+    let alive = Arc::new(Mutex::new(vec![1, 2, 3]));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(load(cluster.clone(), alive.clone(), acks.clone(), stopped));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fault(cluster, alive).await;
+    stop.send_replace(true);
+    writer.await.expect("writer");
+    let acks = acks.lock().unwrap().clone();
+    acks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_4_5_7_killed_leader_loses_no_acknowledged_write() {
+    let _one = ONE_CLUSTER.lock().await;
+    let cluster = Arc::new(start().await);
+    let killed = Arc::new(Mutex::new(0));
+    let k = killed.clone();
+    let acks = under_load(cluster.clone(), |cluster, alive| async move {
+        let l = leader(&cluster, &[1, 2, 3]).await.expect("a leader");
+        *k.lock().unwrap() = l;
+        alive.lock().unwrap().retain(|b| *b != l);
+        cluster.signal_broker(l, Signal::KILL);
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+    })
+    .await;
+    let killed = *killed.lock().unwrap();
+    let hw = healed(&cluster, 2, Duration::from_secs(15)).await;
+    let survivors: Vec<i32> = [1, 2, 3].into_iter().filter(|b| *b != killed).collect();
+    let (_dir, logs) = Arc::into_inner(cluster).expect("sole owner").stop();
+    let dirs: Vec<_> = logs
+        .into_iter()
+        .filter(|(b, _)| survivors.contains(b))
+        .map(|(_, d)| d)
+        .collect();
+    assert!(acks.len() > 20, "the load made progress: {}", acks.len());
+    assert!(
+        acks.values()
+            .any(|o| *o > acks.values().next().copied().unwrap_or(0) + 5),
+        "writes were acknowledged after the kill too"
+    );
+    check_logs(&dirs, hw, &acks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_2_3_7_frozen_leader_serves_nothing_then_truncates_and_rejoins() {
+    let _one = ONE_CLUSTER.lock().await;
+    let cluster = Arc::new(start().await);
+    let acks = under_load(cluster.clone(), |cluster, alive| async move {
+        let l = leader(&cluster, &[1, 2, 3]).await.expect("a leader");
+        let old_epoch = cluster.describe(l, TOPIC).await[0].leader_epoch;
+        alive.lock().unwrap().retain(|b| *b != l);
+        cluster.signal_broker(l, Signal::STOP);
+        tokio::time::sleep(Duration::from_millis(2_000)).await;
+        cluster.signal_broker(l, Signal::CONT);
+        // The thawed zombie, asked with its old epoch, accepts nothing.
+        let mut conn = client::Connection::connect(cluster.broker_addr(l))
+            .await
+            .expect("connect");
+        let mut batch = storage::batch::build_batch(&[b"zombie"], 0);
+        storage::batch::stamp(&mut batch, 0, old_epoch);
+        let (code, _) = produce(&mut conn, TOPIC, 0, batch.into()).await;
+        let refused = [
+            kafka_protocol::ResponseError::NotLeaderOrFollower.code(),
+            kafka_protocol::ResponseError::FencedLeaderEpoch.code(),
+        ];
+        assert!(refused.contains(&code), "the old leader answered {code}");
+        alive.lock().unwrap().push(l);
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    })
+    .await;
+    // It truncates what it had alone, fetches, and rejoins the ISR.
+    let hw = healed(&cluster, 3, Duration::from_secs(20)).await;
+    let (_dir, logs) = Arc::into_inner(cluster).expect("sole owner").stop();
+    let dirs: Vec<_> = logs.into_iter().map(|(_, d)| d).collect();
+    assert!(acks.len() > 20, "the load made progress: {}", acks.len());
+    check_logs(&dirs, hw, &acks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_4_fewer_live_isr_members_than_min_insync_is_refused() {
+    let _one = ONE_CLUSTER.lock().await;
+    let cluster = start().await;
+    let l = leader(&cluster, &[1, 2, 3]).await.expect("a leader");
+    let followers: Vec<i32> = [1, 2, 3].into_iter().filter(|b| *b != l).collect();
+    for f in &followers {
+        cluster.signal_broker(*f, Signal::STOP);
+    }
+    let start = Instant::now();
+    loop {
+        if cluster.describe(l, TOPIC).await[0].isr == vec![l] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "followers were not fenced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut conn = client::Connection::connect(cluster.broker_addr(l))
+        .await
+        .expect("connect");
+    let batch = storage::batch::build_batch(&[b"alone"], 0);
+    let (code, _) = produce(&mut conn, TOPIC, 0, batch.into()).await;
+    assert_eq!(code, NOT_ENOUGH_REPLICAS, "never a false success");
+    for f in &followers {
+        cluster.signal_broker(*f, Signal::CONT);
+    }
+    let start = Instant::now();
+    loop {
+        let batch = storage::batch::build_batch(&[b"back"], 0);
+        if produce(&mut conn, TOPIC, 0, batch.into()).await.0 == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "writes did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
