@@ -78,7 +78,7 @@ pub struct Settings {
     pub controller_listen: Option<String>,
     /// Combined mode only: broker.session.timeout.ms of the in-process
     /// controller (a separate controller sends its own at registration)
-    /// [default: 1000].
+    /// [default: 800].
     #[arg(long)]
     pub session_timeout_ms: Option<u64>,
     /// Combined mode only: the clock drift margin, in parts per million
@@ -312,7 +312,9 @@ impl Settings {
             )
         })?;
         let lease = LeaseConfig {
-            session_timeout_ms: self.session_timeout_ms.unwrap_or(1_000),
+            session_timeout_ms: self
+                .session_timeout_ms
+                .unwrap_or(controller::rules::lease::DEFAULT_SESSION_TIMEOUT_MS),
             max_clock_drift_ppm: self.max_clock_drift_ppm.unwrap_or(10_000),
         };
         if let Err(e) = lease.validate() {

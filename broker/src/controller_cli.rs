@@ -20,7 +20,7 @@ pub struct ControllerArgs {
     #[arg(long, default_value = "data/controller")]
     data_dir: PathBuf,
     /// broker.session.timeout.ms.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = controller::rules::lease::DEFAULT_SESSION_TIMEOUT_MS)]
     session_timeout_ms: u64,
     /// Largest clock-rate error assumed between nodes, in parts per million.
     #[arg(long, default_value_t = 10_000)]

@@ -33,7 +33,7 @@ pub struct LocalClusterArgs {
     #[arg(long)]
     controller_base_port: Option<u16>,
     /// broker.session.timeout.ms of the controllers.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = controller::rules::lease::DEFAULT_SESSION_TIMEOUT_MS)]
     session_timeout_ms: u64,
 }
 

@@ -19,7 +19,8 @@ fn record_batch(values: &[&[u8]]) -> bytes::Bytes {
 static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The controllers' default `broker.session.timeout.ms`.
-const SESSION_TIMEOUT: Duration = Duration::from_millis(1_000);
+const SESSION_TIMEOUT: Duration =
+    Duration::from_millis(controller::rules::lease::DEFAULT_SESSION_TIMEOUT_MS);
 
 async fn create_topic(cluster: &LocalCluster, name: &str, partitions: i32) {
     let mut admin = client::Admin::connect(cluster.broker_addr(1))

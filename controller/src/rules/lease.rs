@@ -19,6 +19,12 @@
 //! `r/q = (1-ρ)/(1+ρ)`, so `m = T * 2ρ/(1+ρ)`, rounded up, plus one
 //! millisecond for clock granularity: [`drift_margin_ms`].
 
+/// The default `broker.session.timeout.ms`: short enough that a dead
+/// leader is replaced within a second (the failover benchmark's p99), with
+/// heartbeats every 200 ms, so four in a row must be lost to fence a live
+/// broker. Kafka's own default is 9 s (18 s before 3.0's KRaft).
+pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 800;
+
 /// Lease settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseConfig {

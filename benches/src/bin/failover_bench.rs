@@ -1,0 +1,243 @@
+//! Failover under load: three controllers and three brokers as separate
+//! `baton` processes on loopback, one partition with replication factor 3,
+//! an acks=all producer sending one record after another. Again and again:
+//! kill -9 the partition's leader, time from the kill to the first write
+//! acknowledged by a new leader, restart the dead broker from its data
+//! directory and wait until it is back in the ISR. Prints p50/p99/max next
+//! to the session timeout (the floor: a dead broker cannot be fenced
+//! sooner) and the acks=all write latency before any kill.
+
+use clap::Parser;
+use client::Connection;
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use kafka_protocol::messages::produce_request::{
+    PartitionProduceData, ProduceRequest, TopicProduceData,
+};
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Failover benchmark.
+#[derive(Parser)]
+struct Args {
+    /// Hard kills of the leader.
+    #[arg(long, default_value_t = 20)]
+    kills: usize,
+    /// Broker 1's port (brokers use 3 ports from it, controllers base+100..).
+    #[arg(long, default_value_t = 39092)]
+    base_port: u16,
+    /// The `baton` binary [default: next to this one].
+    #[arg(long)]
+    baton: Option<PathBuf>,
+}
+
+const TOPIC: &str = "failover";
+
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(baton: &Path, args: &[String], ready: &str) -> Node {
+    let mut child = Command::new(baton)
+        .args(args)
+        .env("BATON_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start baton");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with(&ready) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("node did not start");
+    Node(child)
+}
+
+fn broker_args(id: i32, port: u16, quorum: &str, dir: &Path) -> Vec<String> {
+    let data = dir.join(format!("broker-{id}")).display().to_string();
+    [
+        "broker",
+        "--node-id",
+        &id.to_string(),
+        "--controllers",
+        quorum,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--data-dir".into(),
+        data,
+    ])
+    .collect()
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// (leader, ISR) as broker at `addr` reports it.
+async fn describe(addr: &str) -> Option<(i32, Vec<i32>)> {
+    let mut conn = Connection::connect(addr).await.ok()?;
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(name(TOPIC))),
+    ]));
+    let response = conn.send(&request, 12).await.ok()?;
+    let p = response.topics.first()?.partitions.first()?;
+    Some((p.leader_id.0, p.isr_nodes.iter().map(|b| b.0).collect()))
+}
+
+/// One acks=all write to `addr`; true if acknowledged.
+async fn write(addr: &str) -> bool {
+    let attempt = async {
+        let mut conn = Connection::connect(addr).await.ok()?;
+        let batch = storage::batch::build_batch(&[b"payload"], 0);
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(TOPIC))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch.into()))])]);
+        let response = conn.send(&request, 9).await.ok()?;
+        Some(response.responses[0].partition_responses[0].error_code == 0)
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let baton = args
+        .baton
+        .unwrap_or_else(|| std::env::current_exe().unwrap().with_file_name("baton"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let quorum: Vec<String> = (0..3)
+        .map(|i| format!("{}=127.0.0.1:{}", i + 1, args.base_port + 100 + i))
+        .collect();
+    let quorum = quorum.join(",");
+    let _controllers: Vec<Node> = (1..=3)
+        .map(|id| {
+            let data = dir
+                .path()
+                .join(format!("controller-{id}"))
+                .display()
+                .to_string();
+            let a = [
+                "controller",
+                "--id",
+                &id.to_string(),
+                "--quorum",
+                &quorum,
+                "--data-dir",
+                &data,
+            ];
+            spawn(&baton, &a.map(String::from), "baton controller")
+        })
+        .collect();
+    let port = |id: i32| args.base_port + id as u16 - 1;
+    let addr = |id: i32| format!("127.0.0.1:{}", port(id));
+    let mut brokers: Vec<Option<Node>> = (1..=3)
+        .map(|id| {
+            Some(spawn(
+                &baton,
+                &broker_args(id, port(id), &quorum, dir.path()),
+                "baton listening",
+            ))
+        })
+        .collect();
+    let mut admin = client::Admin::connect(&addr(1)).await.expect("admin");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    admin
+        .create_topic(TOPIC, 1, 3, &[])
+        .await
+        .expect("create topic");
+
+    let mut steady = Histogram::<u64>::new(3).unwrap();
+    for _ in 0..500 {
+        let (leader, _) = describe(&addr(1)).await.expect("metadata");
+        let start = Instant::now();
+        if write(&addr(leader)).await {
+            steady.record(start.elapsed().as_micros() as u64).unwrap();
+        }
+    }
+    let mut failover = Histogram::<u64>::new(3).unwrap();
+    for kill in 0..args.kills {
+        let (leader, _) = describe(&addr(1 + (kill as i32 % 3)))
+            .await
+            .or(describe(&addr(1 + ((kill as i32 + 1) % 3))).await)
+            .expect("metadata");
+        let others: Vec<i32> = (1..=3).filter(|b| *b != leader).collect();
+        drop(brokers[leader as usize - 1].take());
+        let killed_at = Instant::now();
+        loop {
+            let Some((now_leader, _)) = describe(&addr(others[0])).await else {
+                continue;
+            };
+            if now_leader > 0 && now_leader != leader && write(&addr(now_leader)).await {
+                break;
+            }
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "no new leader"
+            );
+        }
+        let took = killed_at.elapsed();
+        failover.record(took.as_micros() as u64).unwrap();
+        println!(
+            "kill {}: leader {leader} -> first acks=all write on a new leader after {:.0} ms",
+            kill + 1,
+            took.as_secs_f64() * 1e3
+        );
+        brokers[leader as usize - 1] = Some(spawn(
+            &baton,
+            &broker_args(leader, port(leader), &quorum, dir.path()),
+            "baton listening",
+        ));
+        let back = Instant::now();
+        while describe(&addr(others[0]))
+            .await
+            .is_none_or(|(_, isr)| isr.len() < 3)
+        {
+            assert!(
+                back.elapsed() < Duration::from_secs(60),
+                "broker {leader} did not rejoin the ISR"
+            );
+            write(&addr(others[0])).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
+    println!(
+        "acks=all write, steady (the floor for a write): p50 {:.2} ms, p99 {:.2} ms ({} writes)",
+        ms(&steady, 0.5),
+        ms(&steady, 0.99),
+        steady.len()
+    );
+    println!(
+        "kill -9 of the leader to the first acks=all write on a new leader: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} kills; default session timeout {} ms)",
+        ms(&failover, 0.5), ms(&failover, 0.99), failover.max() as f64 / 1e3, failover.len(), controller::rules::lease::DEFAULT_SESSION_TIMEOUT_MS
+    );
+}
