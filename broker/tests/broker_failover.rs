@@ -182,6 +182,32 @@ async fn frozen_broker_is_fenced_and_rejoins_with_a_new_epoch_leading_nothing() 
     assert!(after.iter().all(|p| p.leader != 2), "{after:?}");
     let now = &after[led_by_2.partition as usize];
     assert!(now.leader_epoch > led_by_2.leader_epoch, "{now:?}");
+    // KIP-951: at Produce v10+ the refusal says where the leader is now.
+    let request =
+        common::produce_request("frozen", led_by_2.partition, record_batch(&[b"hint"]), -1);
+    let response = conn.send(&request, 11).await.expect("produce v11");
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(
+        answer.error_code,
+        kafka_protocol::ResponseError::NotLeaderOrFollower.code()
+    );
+    assert_eq!(
+        (
+            answer.current_leader.leader_id.0,
+            answer.current_leader.leader_epoch
+        ),
+        (now.leader, now.leader_epoch),
+        "the hint names the current leader and epoch"
+    );
+    let endpoint = response
+        .node_endpoints
+        .iter()
+        .find(|e| e.node_id.0 == now.leader)
+        .expect("the leader's endpoint");
+    assert_eq!(
+        format!("{}:{}", endpoint.host, endpoint.port),
+        cluster.broker_addr(now.leader)
+    );
     let (code, _) = produce(
         &mut conn,
         "frozen",

@@ -6,7 +6,7 @@ use super::topic_name;
 use crate::state::Broker;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
 use kafka_protocol::ResponseError;
 use std::sync::Arc;
@@ -103,7 +103,18 @@ fn read_partition(
         .with_log_start_offset(-1);
     let partition = match broker.leader(topic, p.partition, p.current_leader_epoch) {
         Ok(led) => led.partition,
-        Err(e) => return data.with_error_code(e.code()),
+        Err(e) => {
+            let mut data = data.with_error_code(e.code());
+            if version >= 12 && super::is_leadership_error(e) {
+                // KIP-951 (and KIP-320 followers): the current leader.
+                if let Some(hint) = super::leader_hint(broker, topic, p.partition) {
+                    data.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(kafka_protocol::messages::BrokerId(hint.leader))
+                        .with_leader_epoch(hint.leader_epoch);
+                }
+            }
+            return data;
+        }
     };
     // A follower's fetch reports its log end: the high watermark may move
     // before we answer it, and it reads up to the log end, not the HW.

@@ -44,6 +44,45 @@ pub fn check_epoch(sent: i32, current: i32) -> Result<(), ResponseError> {
     }
 }
 
+/// Errors after which a client should look for the partition's leader.
+pub fn is_leadership_error(e: ResponseError) -> bool {
+    matches!(
+        e,
+        ResponseError::NotLeaderOrFollower | ResponseError::FencedLeaderEpoch
+    )
+}
+
+/// Where a partition's leadership is, from the image (KIP-951).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHint {
+    /// The leader, -1 if none.
+    pub leader: i32,
+    /// Its epoch.
+    pub leader_epoch: i32,
+    /// The leader's (host, port), if it is a live broker.
+    pub endpoint: Option<(String, i32)>,
+}
+
+/// The leader hint for a partition the image knows.
+pub fn leader_hint(broker: &crate::state::Broker, topic: &str, index: i32) -> Option<LeaderHint> {
+    let image = broker.image();
+    let p = image.partition(topic, index)?;
+    let leader = p.leader.unwrap_or(-1);
+    let endpoint = image
+        .brokers
+        .get(&leader)
+        .filter(|b| !b.fenced)
+        .and_then(|b| {
+            let (host, port) = b.endpoint.rsplit_once(':')?;
+            Some((host.to_string(), port.parse().ok()?))
+        });
+    Some(LeaderHint {
+        leader,
+        leader_epoch: p.leader_epoch,
+        endpoint,
+    })
+}
+
 /// The code of a result: 0 for success.
 pub fn code<T>(result: &Result<T, ResponseError>) -> i16 {
     result.as_ref().err().map_or(0, |e| e.code())

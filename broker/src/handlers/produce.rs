@@ -8,8 +8,9 @@ use crate::partition::Partition;
 use crate::state::Broker;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
+use kafka_protocol::messages::BrokerId;
 use kafka_protocol::ResponseError;
 use std::future::Future;
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub async fn prepare(
         let now = now_ms();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut topics: Vec<TopicProduceResponse> = Vec::new();
+        let mut endpoints: Vec<NodeEndpoint> = Vec::new();
         for (name, index, result) in appended {
             let committed = match result {
                 Ok((partition, info, epoch, min_isr)) => {
@@ -77,12 +79,38 @@ pub async fn prepare(
                 Err(e) => Err(e),
             };
             let (start, base) = committed.unwrap_or((-1, -1));
-            let response = PartitionProduceResponse::default()
+            let mut response = PartitionProduceResponse::default()
                 .with_index(index)
                 .with_error_code(super::code(&committed))
                 .with_base_offset(base)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(if version >= 5 { start } else { -1 });
+            if version >= 10
+                && committed
+                    .as_ref()
+                    .is_err_and(|e| super::is_leadership_error(*e))
+            {
+                // KIP-951: where the partition's leadership is now, so the
+                // client re-routes without a metadata round trip.
+                if let Some(hint) = super::leader_hint(&broker, &name, index) {
+                    response.current_leader = LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(hint.leader))
+                        .with_leader_epoch(hint.leader_epoch);
+                    if let Some((host, port)) = hint.endpoint {
+                        if !endpoints
+                            .iter()
+                            .any(|e: &NodeEndpoint| e.node_id.0 == hint.leader)
+                        {
+                            endpoints.push(
+                                NodeEndpoint::default()
+                                    .with_node_id(BrokerId(hint.leader))
+                                    .with_host(super::str_bytes(&host))
+                                    .with_port(port),
+                            );
+                        }
+                    }
+                }
+            }
             match topics.iter_mut().find(|t| t.name.0.as_str() == name) {
                 Some(t) => t.partition_responses.push(response),
                 None => topics.push(
@@ -93,7 +121,11 @@ pub async fn prepare(
             }
         }
         broker.notify_data();
-        (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
+        (acks != 0).then(|| {
+            ProduceResponse::default()
+                .with_responses(topics)
+                .with_node_endpoints(endpoints)
+        })
     }
 }
 
