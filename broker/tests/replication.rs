@@ -8,6 +8,7 @@ use common::cluster::LocalCluster;
 use common::{produce, try_produce};
 use rustix::process::Signal;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -286,4 +287,75 @@ async fn claim_4_fewer_live_isr_members_than_min_insync_is_refused() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// librdkafka (confluent-kafka) and kafka-python producers keep working
+/// across a kill -9 of the leader (they write `partitionLeaderEpoch` 0, no
+/// token), every acknowledged record is read back at its offset, and a
+/// batch carrying an older epoch than the leader's is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_keep_working_across_a_leader_kill() {
+    let _one = ONE_CLUSTER.lock().await;
+    let cluster = start().await;
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/clients/failover.py");
+    assert!(python.exists(), "run scripts/setup-test-deps.sh");
+    let old = leader(&cluster, &[1, 2, 3]).await.expect("a leader");
+    let old_epoch = cluster.describe(old, TOPIC).await[0].leader_epoch;
+    let bootstrap: Vec<String> = [1, 2, 3]
+        .into_iter()
+        .map(|b| cluster.broker_addr(b).to_string())
+        .collect();
+    // Both clients at once, through one kill of the leader.
+    let runs: Vec<_> = ["confluent", "kafka-python"]
+        .into_iter()
+        .map(|client| {
+            let child = std::process::Command::new(&python)
+                .arg(&script)
+                .args([client, &bootstrap.join(","), TOPIC, "4"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run failover.py");
+            (client, child)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    cluster.signal_broker(old, Signal::KILL);
+    for (client, run) in runs {
+        let out = tokio::task::spawn_blocking(move || run.wait_with_output())
+            .await
+            .unwrap()
+            .expect("failover.py");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{client}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let delivered: usize = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("delivered "))
+            .and_then(|n| n.parse().ok())
+            .expect("a count");
+        eprintln!(
+            "{client}: {delivered} acknowledged records read back at their offsets {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(delivered > 100, "{client} delivered {delivered}");
+    }
+    // A batch stamped with the old leader's epoch is fenced by the new one.
+    let alive: Vec<i32> = [1, 2, 3].into_iter().filter(|b| *b != old).collect();
+    let new = leader(&cluster, &alive).await.expect("a new leader");
+    assert_ne!(new, old);
+    let mut conn = client::Connection::connect(cluster.broker_addr(new))
+        .await
+        .expect("connect");
+    let mut batch = storage::batch::build_batch(&[b"stale"], 0);
+    storage::batch::stamp(&mut batch, 0, old_epoch);
+    let (code, _) = produce(&mut conn, TOPIC, 0, batch.into()).await;
+    assert_eq!(
+        code,
+        kafka_protocol::ResponseError::FencedLeaderEpoch.code()
+    );
 }
