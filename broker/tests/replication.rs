@@ -78,6 +78,49 @@ async fn load(
     }
 }
 
+/// Reads the partition from its current leader as a consumer until `stop`,
+/// recording every (offset, value) it is given.
+async fn consume(
+    cluster: Arc<LocalCluster>,
+    alive: Arc<Mutex<Vec<i32>>>,
+    seen: Arc<Mutex<Vec<(i64, u64)>>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut next = 0i64;
+    while !*stop.borrow() {
+        let alive_now = alive.lock().unwrap().clone();
+        let Some(l) = leader(&cluster, &alive_now).await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let attempt = async {
+            let mut conn = client::Connection::connect(cluster.broker_addr(l))
+                .await
+                .ok()?;
+            let request = common::fetch_request(TOPIC, 0, next, 100);
+            let response = conn.send(&request, 12).await.ok()?;
+            response.responses[0].partitions[0].records.clone()
+        };
+        let Ok(Some(mut bytes)) = tokio::time::timeout(Duration::from_millis(1_000), attempt).await
+        else {
+            continue;
+        };
+        while !bytes.is_empty() {
+            let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) else {
+                break;
+            };
+            for r in set.records {
+                let value = std::str::from_utf8(&r.value.expect("value"))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                seen.lock().unwrap().push((r.offset, value));
+                next = r.offset + 1;
+            }
+        }
+    }
+}
+
 /// (offset, value) of every record in `dir`'s log below `end`, and the raw
 /// bytes of that prefix.
 fn read_log(dir: &std::path::Path, end: i64) -> (Vec<(i64, u64)>, Vec<u8>) {
@@ -107,9 +150,15 @@ fn read_log(dir: &std::path::Path, end: i64) -> (Vec<(i64, u64)>, Vec<u8>) {
 }
 
 /// Every acknowledged value is at its acknowledged offset (claim 4),
-/// offsets run from 0 without a gap (claim 5), and all `dirs` hold the
+/// offsets run from 0 without a gap (claim 5), every record a consumer was
+/// given is still there at its offset (claim 6), and all `dirs` hold the
 /// same bytes up to `hw` (claim 7).
-fn check_logs(dirs: &[std::path::PathBuf], hw: i64, acks: &BTreeMap<u64, i64>) {
+fn check_logs(
+    dirs: &[std::path::PathBuf],
+    hw: i64,
+    acks: &BTreeMap<u64, i64>,
+    consumed: &[(i64, u64)],
+) {
     eprintln!(
         "checking {} acknowledged writes below the HW {hw} on {} replicas",
         acks.len(),
@@ -130,6 +179,13 @@ fn check_logs(dirs: &[std::path::PathBuf], hw: i64, acks: &BTreeMap<u64, i64>) {
             at.get(offset),
             Some(value),
             "acknowledged {value} at {offset}"
+        );
+    }
+    for (offset, value) in consumed {
+        assert_eq!(
+            at.get(offset),
+            Some(value),
+            "consumed {value} at {offset}, then lost"
         );
     }
     for dir in &dirs[1..] {
@@ -161,8 +217,12 @@ async fn healed(cluster: &LocalCluster, want_isr: usize, within: Duration) -> i6
     }
 }
 
-/// Runs the load while `fault` runs; returns the acknowledgements.
-async fn under_load<F, Fut>(cluster: Arc<LocalCluster>, fault: F) -> BTreeMap<u64, i64>
+/// Runs the load and a consumer while `fault` runs; returns the
+/// acknowledgements and what the consumer was given.
+async fn under_load<F, Fut>(
+    cluster: Arc<LocalCluster>,
+    fault: F,
+) -> (BTreeMap<u64, i64>, Vec<(i64, u64)>)
 where
     F: FnOnce(Arc<LocalCluster>, Arc<Mutex<Vec<i32>>>) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -170,22 +230,32 @@ where
     let acks: Acks = Arc::default();
     let alive = Arc::new(Mutex::new(vec![1, 2, 3]));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let consumed = Arc::new(Mutex::new(Vec::new()));
+    let reader = tokio::spawn(consume(
+        cluster.clone(),
+        alive.clone(),
+        consumed.clone(),
+        stopped.clone(),
+    ));
     let writer = tokio::spawn(load(cluster.clone(), alive.clone(), acks.clone(), stopped));
     tokio::time::sleep(Duration::from_millis(500)).await;
     fault(cluster, alive).await;
     stop.send_replace(true);
     writer.await.expect("writer");
+    reader.await.expect("reader");
     let acks = acks.lock().unwrap().clone();
-    acks
+    let consumed = consumed.lock().unwrap().clone();
+    assert!(!consumed.is_empty(), "the consumer read something");
+    (acks, consumed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_4_5_7_killed_leader_loses_no_acknowledged_write() {
+async fn claims_4_5_6_7_killed_leader_loses_no_acknowledged_write() {
     let _one = ONE_CLUSTER.lock().await;
     let cluster = Arc::new(start().await);
     let killed = Arc::new(Mutex::new(0));
     let k = killed.clone();
-    let acks = under_load(cluster.clone(), |cluster, alive| async move {
+    let (acks, consumed) = under_load(cluster.clone(), |cluster, alive| async move {
         let l = leader(&cluster, &[1, 2, 3]).await.expect("a leader");
         *k.lock().unwrap() = l;
         alive.lock().unwrap().retain(|b| *b != l);
@@ -208,14 +278,14 @@ async fn claims_4_5_7_killed_leader_loses_no_acknowledged_write() {
             .any(|o| *o > acks.values().next().copied().unwrap_or(0) + 5),
         "writes were acknowledged after the kill too"
     );
-    check_logs(&dirs, hw, &acks);
+    check_logs(&dirs, hw, &acks, &consumed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_2_3_7_frozen_leader_serves_nothing_then_truncates_and_rejoins() {
+async fn claims_2_3_6_7_frozen_leader_serves_nothing_then_truncates_and_rejoins() {
     let _one = ONE_CLUSTER.lock().await;
     let cluster = Arc::new(start().await);
-    let acks = under_load(cluster.clone(), |cluster, alive| async move {
+    let (acks, consumed) = under_load(cluster.clone(), |cluster, alive| async move {
         let l = leader(&cluster, &[1, 2, 3]).await.expect("a leader");
         let old_epoch = cluster.describe(l, TOPIC).await[0].leader_epoch;
         alive.lock().unwrap().retain(|b| *b != l);
@@ -243,7 +313,7 @@ async fn claims_2_3_7_frozen_leader_serves_nothing_then_truncates_and_rejoins() 
     let (_dir, logs) = Arc::into_inner(cluster).expect("sole owner").stop();
     let dirs: Vec<_> = logs.into_iter().map(|(_, d)| d).collect();
     assert!(acks.len() > 20, "the load made progress: {}", acks.len());
-    check_logs(&dirs, hw, &acks);
+    check_logs(&dirs, hw, &acks, &consumed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
