@@ -22,6 +22,7 @@ pub mod image;
 pub mod local_cluster;
 pub mod partition;
 pub mod roles;
+pub mod serve_windows;
 pub mod server;
 pub mod state;
 pub mod versions;

@@ -113,6 +113,9 @@ async fn maintain(broker: Arc<Broker>) {
         });
         let _ = work.await;
         propose_isr_changes(&broker);
+        if let Err(e) = broker.serve_windows.write(&broker.config.data_dir) {
+            tracing::warn!(error = %e, "could not write the serve windows");
+        }
     }
 }
 
@@ -133,6 +136,7 @@ fn propose_isr_changes(broker: &Arc<Broker>) {
 }
 
 fn close_logs(broker: &Broker) {
+    let _ = broker.serve_windows.write(&broker.config.data_dir);
     for p in broker.all_partitions() {
         let mut log = p.log.lock();
         if let Err(e) = log.flush().and_then(|_| log.checkpoint_high_watermark()) {

@@ -44,6 +44,8 @@ pub struct Broker {
     fetchers: Mutex<HashMap<(String, i32), Fetcher>>,
     /// The monotonic clock the replication rules are given time from.
     clock: std::time::Instant,
+    /// When this broker acted as each partition's leader (claim 2 evidence).
+    pub serve_windows: crate::serve_windows::ServeWindows,
     _lock: storage::fs::DirLock,
 }
 
@@ -76,6 +78,7 @@ impl Broker {
             group_offsets,
             fetchers: Mutex::new(HashMap::new()),
             clock: std::time::Instant::now(),
+            serve_windows: Default::default(),
             _lock: lock,
         }))
     }
@@ -218,6 +221,9 @@ impl Broker {
         let partition = self
             .partition(topic, index)
             .ok_or(ResponseError::NotLeaderOrFollower)?;
+        let now = crate::handlers::now_ms();
+        self.serve_windows
+            .served(topic, index, state.leader_epoch, now);
         Ok(Led {
             partition,
             leader_epoch: state.leader_epoch,

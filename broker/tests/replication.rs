@@ -194,6 +194,30 @@ fn check_logs(
     }
 }
 
+/// Claim 2 from the brokers' own logs: no two brokers' serve windows for
+/// the partition overlap (one machine, one wall clock).
+fn check_serve_windows(brokers: &[(i32, std::path::PathBuf)]) {
+    let mut windows = Vec::new();
+    for (broker, dir) in brokers {
+        // A broker that never led has no file.
+        let read = broker::serve_windows::read(dir).unwrap_or_default();
+        for w in read.get(&format!("{TOPIC}-0")).into_iter().flatten() {
+            windows.push((*broker, *w));
+        }
+    }
+    assert!(windows.len() >= 2, "leadership moved: {windows:?}");
+    for (a, wa) in &windows {
+        for (b, wb) in &windows {
+            if a != b {
+                assert!(
+                    wa.last_ms < wb.first_ms || wb.last_ms < wa.first_ms,
+                    "broker {a} {wa:?} and broker {b} {wb:?} served at once"
+                );
+            }
+        }
+    }
+}
+
 /// The HW as the leader reports it, once every broker in `isr` is back in
 /// the ISR.
 async fn healed(cluster: &LocalCluster, want_isr: usize, within: Duration) -> i64 {
@@ -311,6 +335,7 @@ async fn claims_2_3_6_7_frozen_leader_serves_nothing_then_truncates_and_rejoins(
     // It truncates what it had alone, fetches, and rejoins the ISR.
     let hw = healed(&cluster, 3, Duration::from_secs(20)).await;
     let (_dir, logs) = Arc::into_inner(cluster).expect("sole owner").stop();
+    check_serve_windows(&logs);
     let dirs: Vec<_> = logs.into_iter().map(|(_, d)| d).collect();
     assert!(acks.len() > 20, "the load made progress: {}", acks.len());
     check_logs(&dirs, hw, &acks, &consumed);
