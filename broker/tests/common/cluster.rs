@@ -17,6 +17,8 @@ pub struct LocalCluster {
     child: Child,
     dir: Option<tempfile::TempDir>,
     stopped: bool,
+    /// Brokers the test restarted itself.
+    restarted: Vec<Child>,
     /// Broker id -> (pid, address).
     pub brokers: BTreeMap<i32, (i32, String)>,
     /// Controller id -> (pid, address).
@@ -77,6 +79,7 @@ impl LocalCluster {
             child,
             dir: Some(dir),
             stopped: false,
+            restarted: Vec::new(),
             brokers: BTreeMap::new(),
             controllers: BTreeMap::new(),
         };
@@ -194,6 +197,50 @@ impl LocalCluster {
         panic!("no active controller to kill");
     }
 
+    /// A broker's data directory.
+    pub fn broker_dir(&self, id: i32) -> std::path::PathBuf {
+        let dir = self.dir.as_ref().expect("running");
+        dir.path().join(format!("broker-{id}"))
+    }
+
+    /// Starts broker `id` again (after a kill) as the test's own process, on
+    /// its address and data directory; it is stopped with the cluster.
+    pub fn restart_broker(&mut self, id: i32) {
+        let quorum: Vec<String> = self
+            .controllers
+            .iter()
+            .map(|(c, (_, addr))| format!("{c}={addr}"))
+            .collect();
+        let addr = self.brokers[&id].1.clone();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["broker", "--node-id", &id.to_string()])
+            .args(["--controllers", &quorum.join(","), "--listen", &addr])
+            .arg("--data-dir")
+            .arg(self.broker_dir(id))
+            .env(
+                "BATON_LOG",
+                std::env::var("TEST_BATON_LOG").unwrap_or("warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("restart broker");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("baton listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("restarted broker did not start");
+        let pid = child.id() as i32;
+        self.brokers.get_mut(&id).expect("known broker").0 = pid;
+        self.restarted.push(child);
+    }
+
     /// Stops every node and returns the data directory (kept) and each
     /// broker's data directory in it.
     pub fn stop(mut self) -> (tempfile::TempDir, Vec<(i32, std::path::PathBuf)>) {
@@ -241,6 +288,12 @@ impl LocalCluster {
     fn shutdown(&mut self) {
         if std::mem::replace(&mut self.stopped, true) {
             return;
+        }
+        for child in &mut self.restarted {
+            if let Some(pid) = Pid::from_raw(child.id() as i32) {
+                let _ = kill_process(pid, Signal::TERM);
+            }
+            let _ = child.wait();
         }
         // Thaw anything a test froze, then let local-cluster stop them all.
         for (pid, _) in self.brokers.values().chain(self.controllers.values()) {
