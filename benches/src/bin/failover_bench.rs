@@ -127,6 +127,42 @@ async fn write(addr: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Produces 1 KiB records to partition 0 of `topic` with acks=all for
+/// `secs` through the Rust client (64 KiB batches, 5 in flight): (MB/s,
+/// records/s, p99 ms from send to acknowledgement).
+async fn throughput(bootstrap: &str, topic: &str, secs: u64) -> (f64, f64, f64) {
+    let mut config = client::ProducerConfig::new(bootstrap);
+    config.batch_size = 64 * 1024;
+    let producer = client::Producer::new(config).await.expect("producer");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, client::producer::Delivery)>(20_000);
+    let collector = tokio::spawn(async move {
+        let mut latency = Histogram::<u64>::new(3).unwrap();
+        while let Some((sent, delivery)) = rx.recv().await {
+            if delivery.await.is_ok() {
+                latency.record(sent.elapsed().as_micros() as u64).unwrap();
+            }
+        }
+        latency
+    });
+    let value = bytes::Bytes::from(vec![b'x'; 1024]);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let record = client::Record::new(topic, value.clone()).with_partition(0);
+        let sent = Instant::now();
+        let delivery = producer.send(record).await.expect("send");
+        tx.send((sent, delivery)).await.expect("collector");
+    }
+    drop(tx);
+    let latency = collector.await.expect("collector");
+    let elapsed = start.elapsed().as_secs_f64();
+    let records = latency.len() as f64;
+    (
+        records * 1024.0 / elapsed / 1e6,
+        records / elapsed,
+        latency.value_at_quantile(0.99) as f64 / 1e3,
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -175,6 +211,19 @@ async fn main() {
         .await
         .expect("create topic");
 
+    // The cost of replication, in one run: the same load on a partition
+    // with one replica and on one with three.
+    for rf in [1i16, 3] {
+        let topic = format!("throughput-rf{rf}");
+        admin
+            .create_topic(&topic, 1, rf, &[])
+            .await
+            .expect("create topic");
+        let (mb, records, p99) = throughput(&addr(1), &topic, 5).await;
+        println!(
+            "acks=all, 1 KiB records, replication factor {rf}: {mb:.1} MB/s, {records:.0} records/s, p99 {p99:.2} ms"
+        );
+    }
     let mut steady = Histogram::<u64>::new(3).unwrap();
     for _ in 0..500 {
         let (leader, _) = describe(&addr(1)).await.expect("metadata");
