@@ -67,6 +67,12 @@ pub struct Settings {
     /// (replica.lag.time.max.ms) [default: 10000].
     #[arg(long)]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// The leader lease (leader.lease.enable): a leader serves only while
+    /// its controller session is live. `false` gives Kafka's behaviour: a
+    /// leader cut off from the controllers keeps serving until it learns
+    /// of its successor, so two may serve at once [default: true].
+    #[arg(long)]
+    pub leader_lease_enable: Option<bool>,
     /// The controller quorum's addresses, host:port comma-separated. Unset:
     /// combined mode, a one-member controller quorum in this process
     /// [default: unset].
@@ -148,6 +154,7 @@ impl Settings {
             default_replication_factor,
             min_insync_replicas,
             replica_lag_time_max_ms,
+            leader_lease_enable,
             controllers,
             controller_listen,
             session_timeout_ms,
@@ -329,6 +336,7 @@ impl Settings {
             ));
         }
         Ok(BrokerConfig {
+            leader_lease_enable: self.leader_lease_enable.unwrap_or(true),
             min_insync_replicas: min_insync_replicas as usize,
             replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(10_000),
             default_replication_factor,
@@ -375,6 +383,8 @@ pub struct BrokerConfig {
     pub min_insync_replicas: usize,
     /// Kafka's replica.lag.time.max.ms.
     pub replica_lag_time_max_ms: u64,
+    /// Whether leaders honour the lease (claim 2).
+    pub leader_lease_enable: bool,
     /// The controller quorum (id if given, `host:port`); empty in combined
     /// mode until the in-process controller is bound.
     pub controllers: Vec<(Option<u64>, String)>,

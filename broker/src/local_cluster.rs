@@ -32,6 +32,9 @@ pub struct LocalClusterArgs {
     /// Port of controller 1 [default: base-port + 100].
     #[arg(long)]
     controller_base_port: Option<u16>,
+    /// leader.lease.enable of the brokers (false: Kafka's behaviour).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_lease_enable: bool,
     /// broker.session.timeout.ms of the controllers.
     #[arg(long, default_value_t = controller::rules::lease::DEFAULT_SESSION_TIMEOUT_MS)]
     session_timeout_ms: u64,
@@ -113,6 +116,10 @@ fn start_all(
         let mut command = Command::new(exe);
         command.args(["broker", "--node-id", &id, "--controllers", quorum]);
         command.args(["--listen", &addr]);
+        command.args([
+            "--leader-lease-enable",
+            &args.leader_lease_enable.to_string(),
+        ]);
         command.arg("--data-dir").arg(&dir);
         nodes.push(start(
             command,

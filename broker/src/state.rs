@@ -215,7 +215,8 @@ impl Broker {
             .partition(topic, index)
             .ok_or(ResponseError::UnknownTopicOrPartition)?;
         crate::handlers::check_epoch(sent_epoch, state.leader_epoch)?;
-        if state.leader != Some(self.id()) || !self.session.lease_valid() {
+        let lease = !self.config.leader_lease_enable || self.session.lease_valid();
+        if state.leader != Some(self.id()) || !lease {
             return Err(ResponseError::NotLeaderOrFollower);
         }
         let partition = self

@@ -228,7 +228,20 @@ async fn frozen_broker_is_fenced_and_rejoins_with_a_new_epoch_leading_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaders_stop_serving_when_the_controller_quorum_is_unreachable() {
     let _one = ONE_CLUSTER.lock().await;
-    let cluster = LocalCluster::start(3, 3);
+    lease_with_controllers_frozen(true).await;
+}
+
+/// `leader.lease.enable=false` is Kafka's behaviour: with the controller
+/// quorum frozen, leaders go on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_lease_leaders_serve_with_the_controllers_gone() {
+    let _one = ONE_CLUSTER.lock().await;
+    lease_with_controllers_frozen(false).await;
+}
+
+async fn lease_with_controllers_frozen(lease: bool) {
+    let flag = lease.to_string();
+    let cluster = LocalCluster::start_with(3, 3, &["--leader-lease-enable", &flag]);
     create_topic(&cluster, "leased", 3).await;
     let before = cluster.describe(1, "leased").await;
     let produce_all = || async {
@@ -247,10 +260,15 @@ async fn leaders_stop_serving_when_the_controller_quorum_is_unreachable() {
     cluster.signal_controllers(Signal::STOP);
     tokio::time::sleep(SESSION_TIMEOUT + Duration::from_millis(100)).await;
     let not_leader = kafka_protocol::ResponseError::NotLeaderOrFollower.code();
+    let expected = if lease {
+        vec![not_leader; 3]
+    } else {
+        vec![0; 3]
+    };
     assert_eq!(
         produce_all().await,
-        vec![not_leader; 3],
-        "no leader serves past its lease"
+        expected,
+        "with the lease, no leader serves past it; without, all go on"
     );
     let during = cluster.describe(1, "leased").await;
     assert_eq!(

@@ -51,12 +51,18 @@ impl LocalCluster {
     /// Starts `brokers` brokers and `controllers` controllers and waits for
     /// all of them.
     pub fn start(brokers: u16, controllers: u16) -> LocalCluster {
+        Self::start_with(brokers, controllers, &[])
+    }
+
+    /// As `start`, with more `baton local-cluster` arguments.
+    pub fn start_with(brokers: u16, controllers: u16, extra: &[&str]) -> LocalCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base(brokers, controllers).to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
             .args(["local-cluster", "--base-port", &base])
             .args(["--brokers", &brokers.to_string()])
             .args(["--controllers", &controllers.to_string()])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.path())
             .env(
