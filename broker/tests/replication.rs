@@ -492,3 +492,48 @@ async fn claim_10_corrupt_follower_tail_is_truncated_and_fetched_again() {
     let dirs: Vec<_> = logs.into_iter().map(|(_, d)| d).collect();
     check_logs(&dirs, hw, &acks, &[]);
 }
+
+/// Baton's Rust producer across a kill -9 of the leader: every send is
+/// acknowledged (retries follow the new leader, by KIP-951 hint or by
+/// metadata), each at the offset the log holds it at (claims 4, 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_producer_follows_the_leader_across_a_kill() {
+    let _one = ONE_CLUSTER.lock().await;
+    let cluster = start().await;
+    let old = leader(&cluster, &[1, 2, 3]).await.expect("a leader");
+    let bootstrap: Vec<String> = [1, 2, 3]
+        .into_iter()
+        .map(|b| cluster.broker_addr(b).to_string())
+        .collect();
+    let mut config = client::ProducerConfig::new(&bootstrap.join(","));
+    config.retries = 100;
+    let producer = client::Producer::new(config).await.expect("producer");
+    let mut deliveries = Vec::new();
+    let start = Instant::now();
+    let mut killed = false;
+    let mut value = 0u64;
+    while start.elapsed() < Duration::from_millis(3_000) {
+        if !killed && start.elapsed() > Duration::from_millis(1_000) {
+            cluster.signal_broker(old, Signal::KILL);
+            killed = true;
+        }
+        let record = client::Record::new(TOPIC, value.to_string()).with_partition(0);
+        deliveries.push((value, producer.send(record).await.expect("send")));
+        value += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut acks = BTreeMap::new();
+    for (value, delivery) in deliveries {
+        let stored = delivery.await.expect("every send is acknowledged");
+        acks.insert(value, stored.offset);
+    }
+    let hw = healed(&cluster, 2, Duration::from_secs(15)).await;
+    let survivors: Vec<i32> = [1, 2, 3].into_iter().filter(|b| *b != old).collect();
+    let (_dir, logs) = cluster.stop();
+    let dirs: Vec<_> = logs
+        .into_iter()
+        .filter(|(b, _)| survivors.contains(b))
+        .map(|(_, d)| d)
+        .collect();
+    check_logs(&dirs, hw, &acks, &[]);
+}

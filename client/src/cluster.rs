@@ -125,6 +125,37 @@ impl Cluster {
         self.partition_counts.get(topic).copied()
     }
 
+    /// Records a KIP-951 hint: `leader` now leads the partition, at `addr`
+    /// if given. Returns false (nothing changed) if the hint is older than
+    /// what is known or the leader's address is unknown.
+    pub fn follow_hint(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: Leader,
+        addr: Option<String>,
+    ) -> bool {
+        let key = (topic.to_string(), partition);
+        if self
+            .leaders
+            .get(&key)
+            .is_some_and(|l| l.epoch >= leader.epoch)
+        {
+            return false;
+        }
+        if let Some(addr) = addr {
+            if self.brokers.get(&leader.broker) != Some(&addr) {
+                self.connections.remove(&leader.broker);
+                self.brokers.insert(leader.broker, addr);
+            }
+        }
+        if !self.brokers.contains_key(&leader.broker) {
+            return false;
+        }
+        self.leaders.insert(key, leader);
+        true
+    }
+
     /// Looks up the leader, refreshing metadata once if it is unknown.
     pub async fn leader_or_refresh(
         &mut self,
@@ -186,4 +217,35 @@ pub fn is_retriable(error: ResponseError) -> bool {
                 | ResponseError::UnknownLeaderEpoch
                 | ResponseError::LeaderNotAvailable
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// KIP-951 hints: a newer leader with a known or given address is
+    /// followed; an older epoch, or a leader nobody knows the address of,
+    /// is not (then the caller refreshes metadata).
+    #[test]
+    fn follow_hint_table() {
+        let mut c = Cluster::new("b1:9092");
+        c.brokers.insert(1, "b1:9092".into());
+        c.leaders.insert(
+            ("t".into(), 0),
+            Leader {
+                broker: 1,
+                epoch: 5,
+            },
+        );
+        let hint = |broker, epoch| Leader { broker, epoch };
+        assert!(
+            !c.follow_hint("t", 0, hint(2, 4), Some("b2:9092".into())),
+            "older"
+        );
+        assert!(!c.follow_hint("t", 0, hint(3, 6), None), "address unknown");
+        assert!(c.follow_hint("t", 0, hint(2, 6), Some("b2:9092".into())));
+        assert_eq!(c.leader("t", 0), Some(hint(2, 6)));
+        assert_eq!(c.brokers[&2], "b2:9092");
+        assert!(c.follow_hint("t", 0, hint(1, 7), None), "known address");
+    }
 }

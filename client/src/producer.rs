@@ -39,7 +39,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// Produce request version the producer speaks.
-const PRODUCE_VERSION: i16 = 9;
+/// Produce v10+ refusals carry the new leader and its endpoint (KIP-951).
+const PRODUCE_VERSION: i16 = 11;
 /// Records a partition may have queued before `send` waits.
 const QUEUE_RECORDS_MAX: usize = 10_000;
 
@@ -159,6 +160,17 @@ struct Shared {
     cluster: Mutex<Cluster>,
     workers: std::sync::Mutex<HashMap<(String, i32), mpsc::Sender<Pending>>>,
     round_robin: AtomicU32,
+    /// KIP-951 leader hints from refusals, used instead of a metadata
+    /// round trip on the next retry.
+    hints: std::sync::Mutex<HashMap<(String, i32), LeaderHint>>,
+}
+
+/// Where a refusal said the partition's leader is now (KIP-951).
+#[derive(Debug, Clone)]
+struct LeaderHint {
+    leader: crate::cluster::Leader,
+    /// The leader's address, if the response carried it.
+    addr: Option<String>,
 }
 
 /// The producer; cheap to share behind an `Arc`.
@@ -211,6 +223,7 @@ impl Producer {
                 cluster: Mutex::new(cluster),
                 workers: std::sync::Mutex::new(HashMap::new()),
                 round_robin: AtomicU32::new(0),
+                hints: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -354,7 +367,7 @@ async fn partition_worker(
                     .receive::<ProduceRequest>(PRODUCE_VERSION, front.correlation_id)
                     .await
                 {
-                    Ok(response) => partition_result(&topic, partition, &response),
+                    Ok(response) => partition_result(&shared, &topic, partition, &response),
                     Err(e) => Err(e),
                 },
                 None => Err(ClientError::Protocol("connection lost".into())),
@@ -440,13 +453,22 @@ async fn send_with_retries(
         }
         tracing::debug!(topic, partition, attempt, %error, "produce retry");
         *conn = None;
-        tokio::time::sleep(config.retry_backoff).await;
-        let _ = shared
-            .cluster
-            .lock()
-            .await
-            .refresh(Some(&[topic]), true)
-            .await;
+        let hint = {
+            let mut hints = shared.hints.lock().unwrap_or_else(|e| e.into_inner());
+            hints.remove(&(topic.to_string(), partition))
+        };
+        let mut cluster = shared.cluster.lock().await;
+        // KIP-951: the refusal named the new leader; go there at once.
+        if !hint.is_some_and(|h| cluster.follow_hint(topic, partition, h.leader, h.addr)) {
+            drop(cluster);
+            tokio::time::sleep(config.retry_backoff).await;
+            let _ = shared
+                .cluster
+                .lock()
+                .await
+                .refresh(Some(&[topic]), true)
+                .await;
+        }
     }
 }
 
@@ -500,10 +522,11 @@ async fn send_once(
     let response = connection
         .receive::<ProduceRequest>(PRODUCE_VERSION, correlation_id)
         .await?;
-    partition_result(topic, partition, &response)
+    partition_result(shared, topic, partition, &response)
 }
 
 fn partition_result(
+    shared: &Shared,
     topic: &str,
     partition: i32,
     response: &kafka_protocol::messages::ProduceResponse,
@@ -513,6 +536,23 @@ fn partition_result(
         .first()
         .and_then(|t| t.partition_responses.first())
         .ok_or_else(|| ClientError::Protocol("empty Produce response".into()))?;
+    if p.error_code != 0 && p.current_leader.leader_id.0 >= 0 {
+        let id = p.current_leader.leader_id.0;
+        let addr = response
+            .node_endpoints
+            .iter()
+            .find(|e| e.node_id.0 == id)
+            .map(|e| format!("{}:{}", e.host, e.port));
+        let hint = LeaderHint {
+            leader: crate::cluster::Leader {
+                broker: id,
+                epoch: p.current_leader.leader_epoch,
+            },
+            addr,
+        };
+        let mut hints = shared.hints.lock().unwrap_or_else(|e| e.into_inner());
+        hints.insert((topic.to_string(), partition), hint);
+    }
     ClientError::check(
         p.error_code,
         || format!("produce to {topic}-{partition}"),
