@@ -384,10 +384,11 @@ async fn claim_4_fewer_live_isr_members_than_min_insync_is_refused() {
     }
 }
 
-/// librdkafka (confluent-kafka) and kafka-python producers keep working
-/// across a kill -9 of the leader (they write `partitionLeaderEpoch` 0, no
-/// token), every acknowledged record is read back at its offset, and a
-/// batch carrying an older epoch than the leader's is fenced.
+/// librdkafka (confluent-kafka) and kafka-python producers and consumers
+/// keep working across a kill -9 of the leader (the producers write
+/// `partitionLeaderEpoch` 0, no token): each client's consumer, reading
+/// while its producer writes, is given every acknowledged record at its
+/// offset; and a batch carrying an older epoch than the leader's is fenced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_clients_keep_working_across_a_leader_kill() {
     let _one = ONE_CLUSTER.lock().await;
