@@ -350,6 +350,19 @@ async fn claim_4_fewer_live_isr_members_than_min_insync_is_refused() {
     for f in &followers {
         cluster.signal_broker(*f, Signal::STOP);
     }
+    // Appended while the ISR still had three members; the ISR shrinks to
+    // the leader alone before the followers could copy it: the high
+    // watermark passes, but the write is on one replica only.
+    let mut early = client::Connection::connect(cluster.broker_addr(l))
+        .await
+        .expect("connect");
+    let batch = storage::batch::build_batch(&[b"early"], 0);
+    let (code, _) = produce(&mut early, TOPIC, 0, batch.into()).await;
+    assert_eq!(
+        code,
+        kafka_protocol::ResponseError::NotEnoughReplicasAfterAppend.code(),
+        "never a false success"
+    );
     let start = Instant::now();
     loop {
         if cluster.describe(l, TOPIC).await[0].isr == vec![l] {
