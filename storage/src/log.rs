@@ -168,23 +168,7 @@ impl Log {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
-        self.check_online()?;
-        if batches.is_empty() {
-            return Err(AppendError::Empty);
-        }
-        let size_max = self.config.batch_size_max();
-        let mut parts = batch::split_batches(batches, size_max).map_err(|source| {
-            AppendError::InvalidBatch {
-                position: batch_error_position(batches, size_max),
-                source,
-            }
-        })?;
-        if batches.len() > self.config.segment_bytes as usize {
-            return Err(AppendError::TooLarge {
-                size: batches.len(),
-                max: self.config.segment_bytes as usize,
-            });
-        }
+        let mut parts = self.checked_batches(batches)?;
         if let Some(latest) = self.epochs.latest_epoch() {
             if leader_epoch < latest {
                 return Err(crate::epoch_cache::EpochRegression {
@@ -232,23 +216,7 @@ impl Log {
         batches: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
-        self.check_online()?;
-        if batches.is_empty() {
-            return Err(AppendError::Empty);
-        }
-        let size_max = self.config.batch_size_max();
-        let parts = batch::split_batches(batches, size_max).map_err(|source| {
-            AppendError::InvalidBatch {
-                position: batch_error_position(batches, size_max),
-                source,
-            }
-        })?;
-        if batches.len() > self.config.segment_bytes as usize {
-            return Err(AppendError::TooLarge {
-                size: batches.len(),
-                max: self.config.segment_bytes as usize,
-            });
-        }
+        let parts = self.checked_batches(batches)?;
         let base_offset = self.log_end_offset();
         let mut next = base_offset;
         let mut latest = self.epochs.latest_epoch();
@@ -288,6 +256,33 @@ impl Log {
             batch_count: parts.len(),
             bytes: batches.len(),
         })
+    }
+
+    /// The checks every append makes before writing anything: the log is
+    /// online, the bytes are whole batches with good CRC-32C, and they fit a
+    /// segment. Returns each batch's header and byte range.
+    fn checked_batches(
+        &self,
+        batches: &[u8],
+    ) -> Result<Vec<(batch::BatchHeader, std::ops::Range<usize>)>, AppendError> {
+        self.check_online()?;
+        if batches.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        let size_max = self.config.batch_size_max();
+        let parts = batch::split_batches(batches, size_max).map_err(|source| {
+            AppendError::InvalidBatch {
+                position: batch_error_position(batches, size_max),
+                source,
+            }
+        })?;
+        if batches.len() > self.config.segment_bytes as usize {
+            return Err(AppendError::TooLarge {
+                size: batches.len(),
+                max: self.config.segment_bytes as usize,
+            });
+        }
+        Ok(parts)
     }
 
     /// Rolls before an append of `bytes` ending at `last_offset` when the

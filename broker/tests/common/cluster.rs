@@ -25,6 +25,25 @@ pub struct LocalCluster {
     pub controllers: BTreeMap<u64, (i32, String)>,
 }
 
+/// `BATON_LOG` for the processes: `TEST_BATON_LOG`, else warnings only.
+fn log_env() -> [(&'static str, String); 1] {
+    let level = std::env::var("TEST_BATON_LOG").unwrap_or("warn".into());
+    [("BATON_LOG", level)]
+}
+
+/// Every line `child` prints, echoed to the test's output and sent on.
+fn stdout_lines(child: &mut Child, name: &'static str) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("{name}: {line}");
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
 /// A base port whose broker and controller blocks are free now.
 fn free_base(brokers: u16, controllers: u16) -> u16 {
     // Tests of one binary share a pid: a counter keeps their blocks apart.
@@ -65,22 +84,12 @@ impl LocalCluster {
             .args(extra)
             .arg("--data-dir")
             .arg(dir.path())
-            .env(
-                "BATON_LOG",
-                std::env::var("TEST_BATON_LOG").unwrap_or("warn".into()),
-            )
+            .envs(log_env())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start baton local-cluster");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                eprintln!("local-cluster: {line}");
-                let _ = tx.send(line);
-            }
-        });
+        let rx = stdout_lines(&mut child, "local-cluster");
         let mut cluster = LocalCluster {
             child,
             dir: Some(dir),
@@ -223,25 +232,18 @@ impl LocalCluster {
             .args(["--controllers", &quorum.join(","), "--listen", &addr])
             .arg("--data-dir")
             .arg(self.broker_dir(id))
-            .env(
-                "BATON_LOG",
-                std::env::var("TEST_BATON_LOG").unwrap_or("warn".into()),
-            )
+            .envs(log_env())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("restart broker");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("baton listening on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(60))
-            .expect("restarted broker did not start");
+        let rx = stdout_lines(&mut child, "broker");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("restarted broker did not start")
+            .starts_with("baton listening on")
+        {}
         let pid = child.id() as i32;
         self.brokers.get_mut(&id).expect("known broker").0 = pid;
         self.restarted.push(child);
