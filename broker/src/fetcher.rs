@@ -2,10 +2,10 @@
 //! where its own latest epoch ends (OffsetForLeaderEpoch) and cuts its
 //! divergent tail there (`replication::truncation`), then fetches from its
 //! log end with the Kafka Fetch API as `replica_id`, carrying the leader
-//! epoch it follows. Each fetched chunk is appended unchanged and made
-//! durable (under `always`, synced) before the next fetch reports the new
-//! log end to the leader, so the leader counts only durable records toward
-//! the high watermark. The task lives while the metadata names this leader
+//! epoch it follows. Each fetched chunk is appended unchanged and committed
+//! by the flush policy (under `always`, synced) before the next fetch
+//! reports the new log end to the leader, so under `always` the leader
+//! counts only durable records toward the high watermark. The task lives while the metadata names this leader
 //! in this epoch; `Broker::apply_image` replaces it on any change.
 
 use crate::partition::Partition;
@@ -71,13 +71,10 @@ async fn follow(
         let now = crate::handlers::now_ms();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             if !records.is_empty() {
-                let end = {
-                    let mut log = p.log.lock();
-                    log.append_replicated(&records, now)?;
-                    log.log_end_offset()
-                };
-                // Durable before the next fetch reports it to the leader.
-                p.log.wait_durable(end, now)?;
+                let info = p.log.lock().append_replicated(&records, now)?;
+                // The flush policy met (`always`: synced) before the next
+                // fetch reports the new log end to the leader.
+                p.log.commit(&info, now)?;
             }
             p.follow_high_watermark(leader_hw);
             Ok(())

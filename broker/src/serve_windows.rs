@@ -25,10 +25,11 @@ pub struct Window {
     pub last_ms: i64,
 }
 
-/// The windows of one broker, by "topic-partition".
+/// The windows of one broker, by topic and partition (nested, so the
+/// per-request lookup borrows the topic name instead of building a key).
 #[derive(Debug, Default)]
 pub struct ServeWindows {
-    windows: Mutex<BTreeMap<String, Vec<Window>>>,
+    windows: Mutex<BTreeMap<String, BTreeMap<i32, Vec<Window>>>>,
     dirty: std::sync::atomic::AtomicBool,
 }
 
@@ -37,7 +38,11 @@ impl ServeWindows {
     /// `epoch` at `now_ms`.
     pub fn served(&self, topic: &str, partition: i32, epoch: i32, now_ms: i64) {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let list = windows.entry(format!("{topic}-{partition}")).or_default();
+        if !windows.contains_key(topic) {
+            windows.insert(topic.to_string(), BTreeMap::new());
+        }
+        let by_partition = windows.get_mut(topic).expect("inserted above");
+        let list = by_partition.entry(partition).or_default();
         match list.last_mut() {
             Some(w) if w.leader_epoch == epoch => w.last_ms = w.last_ms.max(now_ms),
             _ => list.push(Window {
@@ -57,7 +62,11 @@ impl ServeWindows {
         }
         let json = {
             let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-            serde_json::to_vec(&*windows).map_err(std::io::Error::other)?
+            let flat: BTreeMap<String, &Vec<Window>> = windows
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(move |(p, w)| (format!("{t}-{p}"), w)))
+                .collect();
+            serde_json::to_vec(&flat).map_err(std::io::Error::other)?
         };
         let tmp = data_dir.join(format!("{FILE}.tmp"));
         std::fs::write(&tmp, json)?;

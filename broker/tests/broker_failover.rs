@@ -22,6 +22,22 @@ static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const SESSION_TIMEOUT: Duration =
     Duration::from_millis(controller::rules::lease::DEFAULT_SESSION_TIMEOUT_MS);
 
+/// One record produced (acks=all) through broker `via`; the error code.
+async fn produce_via(
+    cluster: &LocalCluster,
+    via: i32,
+    topic: &str,
+    partition: i32,
+    value: &[u8],
+) -> i16 {
+    let mut conn = client::Connection::connect(cluster.broker_addr(via))
+        .await
+        .expect("connect");
+    produce(&mut conn, topic, partition, record_batch(&[value]))
+        .await
+        .0
+}
+
 async fn create_topic(cluster: &LocalCluster, name: &str, partitions: i32) {
     let mut admin = client::Admin::connect(cluster.broker_addr(1))
         .await
@@ -82,16 +98,7 @@ async fn killed_leader_is_replaced_from_its_isr_within_the_session_timeout() {
             "the dead broker left the ISR: {now:?}"
         );
         // The new leader takes writes in its epoch.
-        let mut conn = client::Connection::connect(cluster.broker_addr(now.leader))
-            .await
-            .expect("connect");
-        let (code, _) = produce(
-            &mut conn,
-            "orders",
-            now.partition,
-            record_batch(&[b"after"]),
-        )
-        .await;
+        let code = produce_via(&cluster, now.leader, "orders", now.partition, b"after").await;
         assert_eq!(code, 0, "produce to the new leader of {now:?}");
     }
     for p in &before {
@@ -247,11 +254,7 @@ async fn lease_with_controllers_frozen(lease: bool) {
     let produce_all = || async {
         let mut codes = Vec::new();
         for p in &before {
-            let mut conn = client::Connection::connect(cluster.broker_addr(p.leader))
-                .await
-                .expect("connect");
-            let batch = record_batch(&[b"leased"]);
-            codes.push(produce(&mut conn, "leased", p.partition, batch).await.0);
+            codes.push(produce_via(&cluster, p.leader, "leased", p.partition, b"leased").await);
         }
         codes
     };
@@ -282,11 +285,8 @@ async fn lease_with_controllers_frozen(lease: bool) {
         let now = cluster.describe(1, "leased").await;
         let mut ok = 0;
         for p in now.iter().filter(|p| p.leader > 0) {
-            let mut conn = client::Connection::connect(cluster.broker_addr(p.leader))
-                .await
-                .expect("connect");
-            let batch = record_batch(&[b"back"]);
-            ok += usize::from(produce(&mut conn, "leased", p.partition, batch).await.0 == 0);
+            let code = produce_via(&cluster, p.leader, "leased", p.partition, b"back").await;
+            ok += usize::from(code == 0);
         }
         if ok == now.len() {
             break;

@@ -43,6 +43,22 @@ async fn leader(cluster: &LocalCluster, alive: &[i32]) -> Option<i32> {
     None
 }
 
+/// A connection to the leader as the live brokers report it; `None` (after
+/// a short pause when no leader is known) to try again.
+async fn leader_connection(
+    cluster: &LocalCluster,
+    alive: &Mutex<Vec<i32>>,
+) -> Option<client::Connection> {
+    let alive_now = alive.lock().unwrap().clone();
+    let Some(l) = leader(cluster, &alive_now).await else {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        return None;
+    };
+    client::Connection::connect(cluster.broker_addr(l))
+        .await
+        .ok()
+}
+
 /// Sends values 0, 1, 2, ... one record per batch with acks=all to the
 /// current leader until `stop`, recording each acknowledged offset.
 async fn load(
@@ -53,15 +69,8 @@ async fn load(
 ) {
     let mut value = 0u64;
     while !*stop.borrow() {
-        let alive_now = alive.lock().unwrap().clone();
-        let Some(l) = leader(&cluster, &alive_now).await else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
         let attempt = async {
-            let mut conn = client::Connection::connect(cluster.broker_addr(l))
-                .await
-                .ok()?;
+            let mut conn = leader_connection(&cluster, &alive).await?;
             let bytes = value.to_string().into_bytes();
             let batch = storage::batch::build_batch(&[&bytes], 0).into();
             try_produce(&mut conn, TOPIC, 0, batch).await
@@ -88,15 +97,8 @@ async fn consume(
 ) {
     let mut next = 0i64;
     while !*stop.borrow() {
-        let alive_now = alive.lock().unwrap().clone();
-        let Some(l) = leader(&cluster, &alive_now).await else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
         let attempt = async {
-            let mut conn = client::Connection::connect(cluster.broker_addr(l))
-                .await
-                .ok()?;
+            let mut conn = leader_connection(&cluster, &alive).await?;
             let request = common::fetch_request(TOPIC, 0, next, 100);
             let response = conn.send(&request, 12).await.ok()?;
             response.responses[0].partitions[0].records.clone()

@@ -120,7 +120,6 @@ pub async fn prepare(
                 ),
             }
         }
-        broker.notify_data();
         (acks != 0).then(|| {
             ProduceResponse::default()
                 .with_responses(topics)
