@@ -28,6 +28,9 @@ enum AdminCommand {
     /// Describe the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// List, describe, delete consumer groups, or reset their offsets.
+    #[command(subcommand)]
+    Group(crate::admin_groups_cli::GroupCommand),
     /// Move leadership of every partition back to its preferred replica
     /// (the first one) where that replica is alive and in the ISR.
     ElectLeaders {
@@ -171,6 +174,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::ElectLeaders { .. } => {
             let addrs = controller_addrs(&mut admin).await?;
             elect_preferred(&addrs, args.json).await?;
+        }
+        AdminCommand::Group(command) => {
+            crate::admin_groups_cli::run(&mut admin, command, args.json).await?;
         }
     }
     Ok(())
@@ -352,7 +358,8 @@ fn print_topic(topic: &TopicInfo, as_json: bool) {
     );
 }
 
-fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+/// Prints `rows` under `headers`, columns padded to their widest cell.
+pub(crate) fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

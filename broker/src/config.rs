@@ -91,6 +91,22 @@ pub struct Settings {
     /// [default: 10000].
     #[arg(long)]
     pub max_clock_drift_ppm: Option<u64>,
+    /// Partitions of `__consumer_offsets`, fixed when it is first created
+    /// (offsets.topic.num.partitions) [default: 10].
+    #[arg(long)]
+    pub offsets_topic_num_partitions: Option<i32>,
+    /// Shortest session timeout a group member may ask for
+    /// (group.min.session.timeout.ms) [default: 1000].
+    #[arg(long)]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Longest session timeout a group member may ask for
+    /// (group.max.session.timeout.ms) [default: 1800000].
+    #[arg(long)]
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// How long an empty group's first rebalance waits for more members
+    /// (group.initial.rebalance.delay.ms) [default: 0].
+    #[arg(long)]
+    pub group_initial_rebalance_delay_ms: Option<i32>,
 }
 
 /// A setting that cannot be used, with the reason.
@@ -158,7 +174,11 @@ impl Settings {
             controllers,
             controller_listen,
             session_timeout_ms,
-            max_clock_drift_ppm
+            max_clock_drift_ppm,
+            offsets_topic_num_partitions,
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
+            group_initial_rebalance_delay_ms
         )
     }
 
@@ -214,6 +234,7 @@ impl Settings {
 
     /// Fills in defaults and checks every value.
     pub fn resolve(self) -> Result<BrokerConfig, ConfigError> {
+        let groups = group_config(&self)?;
         let bad = |name, value: String, why| ConfigError::Value { name, value, why };
         let listen_text = self.listen.unwrap_or_else(|| "127.0.0.1:9092".into());
         let listen: SocketAddr = listen_text
@@ -335,7 +356,17 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        let offsets_topic_num_partitions = self.offsets_topic_num_partitions.unwrap_or(10);
+        if offsets_topic_num_partitions < 1 {
+            return Err(bad(
+                "offsets_topic_num_partitions",
+                offsets_topic_num_partitions.to_string(),
+                "must be at least 1",
+            ));
+        }
         Ok(BrokerConfig {
+            offsets_topic_num_partitions,
+            groups,
             leader_lease_enable: self.leader_lease_enable.unwrap_or(true),
             min_insync_replicas: min_insync_replicas as usize,
             replica_lag_time_max_ms: self.replica_lag_time_max_ms.unwrap_or(10_000),
@@ -392,6 +423,43 @@ pub struct BrokerConfig {
     pub controller_listen: SocketAddr,
     /// Combined mode: the in-process controller's lease settings.
     pub lease: LeaseConfig,
+    /// Kafka's offsets.topic.num.partitions.
+    pub offsets_topic_num_partitions: i32,
+    /// The group coordinator's limits (session timeouts, initial delay).
+    pub groups: groups::GroupConfig,
+}
+
+/// The group.* settings, checked.
+fn group_config(s: &Settings) -> Result<groups::GroupConfig, ConfigError> {
+    let defaults = groups::GroupConfig::default();
+    let config = groups::GroupConfig {
+        min_session_timeout_ms: s
+            .group_min_session_timeout_ms
+            .unwrap_or(defaults.min_session_timeout_ms),
+        max_session_timeout_ms: s
+            .group_max_session_timeout_ms
+            .unwrap_or(defaults.max_session_timeout_ms),
+        initial_rebalance_delay_ms: s
+            .group_initial_rebalance_delay_ms
+            .unwrap_or(defaults.initial_rebalance_delay_ms),
+        ..defaults
+    };
+    let valid = 0 < config.min_session_timeout_ms
+        && config.min_session_timeout_ms <= config.max_session_timeout_ms
+        && config.initial_rebalance_delay_ms >= 0;
+    if !valid {
+        return Err(ConfigError::Value {
+            name: "group_min_session_timeout_ms",
+            value: format!(
+                "min {} max {} initial delay {}",
+                config.min_session_timeout_ms,
+                config.max_session_timeout_ms,
+                config.initial_rebalance_delay_ms
+            ),
+            why: "need 0 < min <= max and a delay >= 0",
+        });
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -38,9 +38,19 @@ pub enum Prepared {
     Later(Pin<Box<dyn Future<Output = Outcome> + Send>>),
 }
 
+/// Who sent a request: the header's client id and the peer's address, as
+/// group members are described.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// The request header's `client_id`.
+    pub id: String,
+    /// The peer's IP address.
+    pub host: String,
+}
+
 /// Handles one request frame (without its size prefix) to the end.
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
-    match prepare(broker, frame).await {
+pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: &str) -> Outcome {
+    match prepare(broker, frame, peer).await {
         Prepared::Now(outcome) => outcome,
         Prepared::Later(future) => future.await,
     }
@@ -48,8 +58,8 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
 
 /// Handles one request frame up to the point where later requests on the
 /// same connection may start: everything but a Produce's commit wait.
-pub async fn prepare(broker: &Arc<Broker>, frame: Bytes) -> Prepared {
-    let (api_key, version, correlation_id, request) = match decode(frame) {
+pub async fn prepare(broker: &Arc<Broker>, frame: Bytes, peer: &str) -> Prepared {
+    let (api_key, version, correlation_id, request, client_id) = match decode(frame) {
         Ok(decoded) => decoded,
         Err(outcome) => return Prepared::Now(outcome),
     };
@@ -67,14 +77,19 @@ pub async fn prepare(broker: &Arc<Broker>, frame: Bytes) -> Prepared {
             }
         }));
     }
-    Prepared::Now(match route(broker, request, version).await {
+    let client = Client {
+        id: client_id.unwrap_or_default(),
+        host: peer.to_string(),
+    };
+    Prepared::Now(match route(broker, request, version, &client).await {
         Some(response) => encode(api_key, version, correlation_id, &response),
         None => Outcome::Silent,
     })
 }
 
-/// (API, version, correlation id, request), or the outcome for bad input.
-type Decoded = (ApiKey, i16, i32, RequestKind);
+/// (API, version, correlation id, request, client id), or the outcome for
+/// bad input.
+type Decoded = (ApiKey, i16, i32, RequestKind, Option<String>);
 
 fn decode(mut frame: Bytes) -> Result<Decoded, Outcome> {
     if frame.len() < 8 {
@@ -130,10 +145,16 @@ fn decode(mut frame: Bytes) -> Result<Decoded, Outcome> {
             "trailing bytes after request"
         );
     }
-    Ok((api_key, version, header.correlation_id, request))
+    let client_id = header.client_id.map(|c| c.to_string());
+    Ok((api_key, version, header.correlation_id, request, client_id))
 }
 
-async fn route(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<ResponseKind> {
+async fn route(
+    broker: &Arc<Broker>,
+    request: RequestKind,
+    version: i16,
+    client: &Client,
+) -> Option<ResponseKind> {
     use handlers::*;
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions(0)),
@@ -163,13 +184,30 @@ async fn route(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Opti
             ResponseKind::DescribeCluster(admin::describe_cluster(broker, r))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version))
+            ResponseKind::FindCoordinator(group_offsets::find_coordinator(broker, r, version).await)
         }
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(groups::offset_commit(broker, r))
+            ResponseKind::OffsetCommit(group_offsets::offset_commit(broker, r).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(groups::offset_fetch(broker, r, version))
+            ResponseKind::OffsetFetch(group_offsets::offset_fetch(broker, r, version))
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(group_members::join_group(broker, r, version, client).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            ResponseKind::SyncGroup(group_members::sync_group(broker, r, version).await)
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group_members::heartbeat(broker, r)),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(group_members::leave_group(broker, r, version))
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(group_admin::list_groups(broker, r)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(group_admin::describe_groups(broker, r))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(group_admin::delete_groups(broker, r).await)
         }
         other => unreachable!("{other:?} passed the version check but has no handler"),
     })

@@ -10,13 +10,14 @@
 //! controller (combined mode).
 
 pub mod admin_cli;
+pub mod admin_groups_cli;
 pub mod config;
 pub mod controller_cli;
 pub mod controller_link;
+pub mod coordinator;
 pub mod dispatch;
 pub mod fetcher;
 pub mod frame;
-pub mod groups;
 pub mod handlers;
 pub mod image;
 pub mod local_cluster;

@@ -32,6 +32,7 @@ pub struct Partition {
     /// The log, shared with blocking tasks.
     pub log: Arc<SharedLog>,
     flush: FlushPolicy,
+    compact: bool,
     /// While this broker leads the partition: the epoch and what it knows of
     /// its followers (the replication rules, `replication::LeaderState`).
     leading: Mutex<Option<Leading>>,
@@ -46,8 +47,9 @@ struct Leading {
 
 /// Topic configs Baton understands, and how each sets the log config
 /// (`min.insync.replicas` sets none: see [`min_insync_replicas`]).
-pub const TOPIC_CONFIGS: [&str; 8] = [
+pub const TOPIC_CONFIGS: [&str; 9] = [
     "cleanup.policy",
+    "delete.retention.ms",
     "min.insync.replicas",
     "retention.ms",
     "retention.bytes",
@@ -75,9 +77,14 @@ pub fn log_config_for(
                 .and_then(|v| u32::try_from(v).map_err(|_| format!("{name}={value}: out of range")))
         };
         match name.as_str() {
-            "cleanup.policy" if value == "delete" => {}
             "cleanup.policy" => {
-                return Err(format!("cleanup.policy={value}: only delete is supported"))
+                c.cleanup_policy =
+                    storage::CleanupPolicy::parse(value).map_err(|e| e.to_string())?
+            }
+            "delete.retention.ms" => {
+                c.delete_retention_ms = u64::try_from(int()?)
+                    .map(Duration::from_millis)
+                    .map_err(|_| format!("{name}={value}: must be 0 or more"))?
             }
             "retention.ms" => {
                 c.retention_ms = u64::try_from(int()?).ok().map(Duration::from_millis)
@@ -107,6 +114,7 @@ impl Partition {
         config: LogConfig,
     ) -> anyhow::Result<Partition> {
         let flush = config.flush;
+        let compact = config.cleanup_policy.compacts();
         claim_dir(&dir, topic_id)?;
         let mut log = Log::open(Arc::new(storage::fs::OsFs), dir, config)?;
         // Without replication, committed records are the durable ones.
@@ -118,6 +126,7 @@ impl Partition {
             topic_id,
             log: Arc::new(SharedLog::new(log)),
             flush,
+            compact,
             leading: Mutex::new(None),
         })
     }
@@ -280,6 +289,11 @@ impl Partition {
             }
             _ => false,
         }
+    }
+
+    /// Whether `cleanup.policy` includes `compact`.
+    pub fn compacts(&self) -> bool {
+        self.compact
     }
 
     /// (log start, high watermark, log end).

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 /// Serves until `shutdown` completes, then closes every log cleanly.
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let maintenance = tokio::spawn(maintain(broker.clone()));
+    let group_timer = tokio::spawn(crate::coordinator::run_timer(broker.clone()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -33,6 +34,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: impl Fu
         }
     }
     maintenance.abort();
+    group_timer.abort();
     close_logs(&broker);
 }
 
@@ -44,6 +46,10 @@ const IN_FLIGHT_MAX: usize = 64;
 /// overlaps with later requests, so pipelined produces share fdatasyncs.
 async fn connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let (read, write) = stream.into_split();
     let mut read = BufReader::new(read);
     let (pending_tx, mut pending_rx) = mpsc::channel::<Prepared>(IN_FLIGHT_MAX);
@@ -71,7 +77,7 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), String
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.to_string()),
         };
-        let prepared = dispatch::prepare(&broker, request).await;
+        let prepared = dispatch::prepare(&broker, request, &peer).await;
         let closing = matches!(prepared, Prepared::Now(Outcome::Close(_)));
         if pending_tx.send(prepared).await.is_err() || closing {
             break Ok(()); // the writer stopped (it reports why) or will close
@@ -82,8 +88,26 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), String
     read_result.and(written)
 }
 
+/// Compacted partitions are cleaned every 30 s (Kafka's cleaner backs off
+/// 15 s when it finds nothing to do); a pass over a clean log writes
+/// nothing.
+const CLEAN_EVERY_TICKS: u64 = 300;
+
+/// One cleaning pass of a compacted partition (the log cleaner).
+fn clean(p: &crate::partition::Partition, now: i64) {
+    match p.log.clean(now) {
+        Ok(stats) if stats.segments_rewritten > 0 => {
+            tracing::info!(topic = %p.topic, partition = p.index, ?stats, "log cleaned");
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log cleaning failed")
+        }
+    }
+}
+
 /// Timed work: interval flushes (every 100 ms), high-watermark checkpoints
-/// (every 5 s, Kafka's default) and retention (every 5 minutes, Kafka's
+/// (every 5 s, Kafka's default), compaction (every 30 s) and retention (every 5 minutes, Kafka's
 /// log.retention.check.interval.ms).
 async fn maintain(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -102,12 +126,17 @@ async fn maintain(broker: Arc<Broker>) {
                 if p.advance_high_watermark() {
                     broker.notify_data();
                 }
-                let mut log = p.log.lock();
-                if ticks % 50 == 0 {
-                    let _ = log.checkpoint_high_watermark();
+                {
+                    let mut log = p.log.lock();
+                    if ticks % 50 == 0 {
+                        let _ = log.checkpoint_high_watermark();
+                    }
+                    if ticks % 3000 == 0 {
+                        let _ = log.apply_retention(now);
+                    }
                 }
-                if ticks % 3000 == 0 {
-                    let _ = log.apply_retention(now);
+                if ticks % CLEAN_EVERY_TICKS == 0 && p.compacts() {
+                    clean(&p, now);
                 }
             }
         });

@@ -38,8 +38,9 @@ pub struct Broker {
     /// Bumped whenever a high watermark moves: long-poll fetches wait on it
     /// instead of polling.
     pub data_version: watch::Sender<u64>,
-    /// Committed consumer-group offsets.
-    pub group_offsets: crate::groups::GroupOffsets,
+    /// The groups this broker coordinates (one shard per led offsets
+    /// partition).
+    pub coordinator: crate::coordinator::Coordinator,
     /// The replica fetchers of the partitions this broker follows.
     fetchers: Mutex<HashMap<(String, i32), Fetcher>>,
     /// The monotonic clock the replication rules are given time from.
@@ -64,18 +65,17 @@ impl Drop for Fetcher {
 }
 
 impl Broker {
-    /// Locks the data directory and loads the group offsets. Partitions open
+    /// Locks the data directory. Partitions (and the groups in them) open
     /// as the metadata names them ([`apply_image`](Self::apply_image)).
     pub fn open(config: BrokerConfig, session: BrokerSession) -> anyhow::Result<Arc<Broker>> {
         let lock = storage::fs::DirLock::acquire(&config.data_dir)?;
-        let group_offsets = crate::groups::GroupOffsets::load(&config.data_dir)?;
         Ok(Arc::new(Broker {
             config,
             image: watch::channel(Arc::new(MetadataImage::default())).0,
             partitions: RwLock::new(HashMap::new()),
             session,
             data_version: watch::channel(0).0,
-            group_offsets,
+            coordinator: Default::default(),
             fetchers: Mutex::new(HashMap::new()),
             clock: std::time::Instant::now(),
             serve_windows: Default::default(),
@@ -155,6 +155,7 @@ impl Broker {
                 .collect()
         };
         self.update_fetchers(&image);
+        self.coordinator.on_image(self, &image);
         for p in removed {
             let deleted = image
                 .topics

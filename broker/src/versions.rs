@@ -2,7 +2,9 @@
 //! advertises. Each range stops before a version whose semantics are not
 //! implemented: Fetch 13+ and Produce 12+ address topics by id,
 //! ListOffsets 7+ adds the max-timestamp query, Metadata 13 a top-level
-//! error, OffsetCommit 9+ and OffsetFetch 8+ the new group protocol.
+//! error, OffsetCommit 9+ and OffsetFetch 8+ the new group protocol, JoinGroup 8+
+//! a reason and KIP-848 migration, DescribeGroups 6+ GROUP_ID_NOT_FOUND for
+//! unknown groups, ListGroups 5+ a type filter.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -22,6 +24,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The advertised range of `api`, if any.

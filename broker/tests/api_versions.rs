@@ -190,7 +190,9 @@ async fn exercise(conn: &mut Connection, api: ApiKey, version: i16, name: &str) 
             } else {
                 FindCoordinatorRequest::default().with_key(s("group"))
             };
-            let r = conn.send(&req, version).await.expect(&ctx);
+            let r = retry!(r = conn.send(&req, version).await;
+                r.as_ref().map_or(0, |r| r.coordinators.first().map_or(r.error_code, |c| c.error_code)))
+            .expect(&ctx);
             let (code, port) = if version >= 4 {
                 (r.coordinators[0].error_code, r.coordinators[0].port)
             } else {
@@ -204,6 +206,8 @@ async fn exercise(conn: &mut Connection, api: ApiKey, version: i16, name: &str) 
             );
         }
         ApiKey::OffsetCommit => {
+            // As clients do: FindCoordinator first (creates the offsets topic).
+            common::group::find(conn, "group").await;
             let p = offset_commit_request::OffsetCommitRequestPartition::default()
                 .with_partition_index(0)
                 .with_committed_offset(version as i64);
@@ -214,7 +218,9 @@ async fn exercise(conn: &mut Connection, api: ApiKey, version: i16, name: &str) 
                 .with_group_id(GroupId(s("group")))
                 .with_generation_id_or_member_epoch(-1)
                 .with_topics(vec![t]);
-            let r = conn.send(&req, version).await.expect(&ctx);
+            let r = retry!(r = conn.send(&req, version).await;
+                r.as_ref().map_or(0, |r| r.topics[0].partitions[0].error_code))
+            .expect(&ctx);
             assert_eq!(r.topics[0].partitions[0].error_code, 0, "{ctx}");
         }
         ApiKey::OffsetFetch => {
@@ -224,7 +230,9 @@ async fn exercise(conn: &mut Connection, api: ApiKey, version: i16, name: &str) 
             let req = OffsetFetchRequest::default()
                 .with_group_id(GroupId(s("group")))
                 .with_topics(Some(vec![t]));
-            let r = conn.send(&req, version).await.expect(&ctx);
+            let r = retry!(r = conn.send(&req, version).await;
+                r.as_ref().map_or(0, |r| r.topics.first().map_or(r.error_code, |t| t.partitions[0].error_code)))
+            .expect(&ctx);
             let p = &r.topics[0].partitions[0];
             assert_eq!(p.error_code, 0, "{ctx}");
             assert!(
@@ -233,7 +241,116 @@ async fn exercise(conn: &mut Connection, api: ApiKey, version: i16, name: &str) 
                 p.committed_offset
             );
         }
+        ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::ListGroups
+        | ApiKey::DescribeGroups
+        | ApiKey::DeleteGroups => exercise_group_api(conn, api, version, name).await,
         other => panic!("{other:?} is advertised but this test does not exercise it"),
+    }
+}
+
+/// The group APIs, each on a group of its own (`g-<api>-v<version>`).
+async fn exercise_group_api(conn: &mut Connection, api: ApiKey, version: i16, name: &str) {
+    use common::group::*;
+    let ctx = format!("{api:?} v{version}");
+    let group = format!("g-{api:?}-v{version}-{name}");
+    let gid = || GroupId(s(&group));
+    match api {
+        ApiKey::JoinGroup => {
+            let r = join(conn, &group, 10_000, version).await;
+            assert_eq!((r.error_code, r.generation_id), (0, 1), "{ctx}: {r:?}");
+            assert_eq!(r.leader, r.member_id, "{ctx}");
+            assert_eq!(r.members.len(), 1, "{ctx}");
+        }
+        ApiKey::SyncGroup => {
+            let r = join(conn, &group, 10_000, 7).await;
+            let member = r.member_id.to_string();
+            let a = assignment(name, &[0]);
+            let synced = sync(
+                conn,
+                &group,
+                &member,
+                r.generation_id,
+                vec![(member.clone(), a.clone())],
+                version,
+            )
+            .await;
+            assert_eq!(synced.error_code, 0, "{ctx}: {synced:?}");
+            assert_eq!(synced.assignment, a, "{ctx}");
+        }
+        ApiKey::Heartbeat => {
+            let (member, generation) = sole_member(conn, &group, name, &[0]).await;
+            assert_eq!(
+                heartbeat(conn, &group, &member, generation, version).await,
+                0,
+                "{ctx}"
+            );
+        }
+        ApiKey::LeaveGroup => {
+            let (member, _) = sole_member(conn, &group, name, &[0]).await;
+            let req = if version >= 3 {
+                let m = leave_group_request::MemberIdentity::default().with_member_id(s(&member));
+                LeaveGroupRequest::default()
+                    .with_group_id(gid())
+                    .with_members(vec![m])
+            } else {
+                LeaveGroupRequest::default()
+                    .with_group_id(gid())
+                    .with_member_id(s(&member))
+            };
+            let r = conn.send(&req, version).await.expect(&ctx);
+            assert_eq!(r.error_code, 0, "{ctx}: {r:?}");
+            assert!(r.members.iter().all(|m| m.error_code == 0), "{ctx}: {r:?}");
+        }
+        ApiKey::ListGroups => {
+            sole_member(conn, &group, name, &[0]).await;
+            let r = conn
+                .send(&ListGroupsRequest::default(), version)
+                .await
+                .expect(&ctx);
+            assert_eq!(r.error_code, 0, "{ctx}");
+            let listed = r.groups.iter().find(|g| g.group_id.0.as_str() == group);
+            let listed = listed.unwrap_or_else(|| panic!("{ctx}: {group} not in {r:?}"));
+            assert_eq!(listed.protocol_type.as_str(), "consumer", "{ctx}");
+        }
+        ApiKey::DescribeGroups => {
+            let (member, _) = sole_member(conn, &group, name, &[0]).await;
+            let req = DescribeGroupsRequest::default().with_groups(vec![gid()]);
+            let r = conn.send(&req, version).await.expect(&ctx);
+            let g = &r.groups[0];
+            assert_eq!(
+                (g.error_code, g.group_state.as_str()),
+                (0, "Stable"),
+                "{ctx}: {g:?}"
+            );
+            assert_eq!(g.members.len(), 1, "{ctx}");
+            assert_eq!(g.members[0].member_id.as_str(), member, "{ctx}");
+            assert_eq!(
+                g.members[0].member_assignment,
+                assignment(name, &[0]),
+                "{ctx}"
+            );
+        }
+        ApiKey::DeleteGroups => {
+            // A group that only stores offsets (an admin-style commit).
+            assert_eq!(
+                commit(conn, &group, "", -1, name, &[(0, 1)]).await,
+                vec![0],
+                "{ctx}"
+            );
+            let req = DeleteGroupsRequest::default().with_groups_names(vec![gid()]);
+            let r = conn.send(&req, version).await.expect(&ctx);
+            assert_eq!(r.results[0].error_code, 0, "{ctx}: {r:?}");
+            assert_eq!(
+                committed(conn, &group, name, &[0]).await,
+                vec![-1],
+                "{ctx}: offsets deleted"
+            );
+        }
+        _ => unreachable!(),
     }
 }
 

@@ -48,7 +48,7 @@ proptest! {
         frame.extend_from_slice(&1i32.to_be_bytes());
         frame.extend_from_slice(&body);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let outcome = runtime.block_on(dispatch::handle(&broker, frame.into()));
+        let outcome = runtime.block_on(dispatch::handle(&broker, frame.into(), "127.0.0.1"));
         prop_assert!(matches!(outcome, Outcome::Respond(_) | Outcome::Close(_) | Outcome::Silent));
     }
 }

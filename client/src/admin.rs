@@ -74,7 +74,7 @@ const ENDPOINT_CONTROLLERS: i8 = 2;
 /// Admin client.
 #[derive(Debug)]
 pub struct Admin {
-    cluster: Cluster,
+    pub(crate) cluster: Cluster,
 }
 
 impl Admin {

@@ -110,6 +110,18 @@ impl Cluster {
         }
     }
 
+    /// The bootstrap servers this cluster was reached through.
+    pub fn bootstrap(&self) -> &[String] {
+        &self.bootstrap
+    }
+
+    /// Every broker id seen in Metadata, sorted.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = self.brokers.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The advertised address of `broker`.
     pub fn broker_addr(&self, broker: i32) -> Option<String> {
         self.brokers.get(&broker).cloned()

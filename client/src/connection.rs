@@ -43,6 +43,15 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The Kafka error code behind this error, looking through retries.
+    pub fn kafka_error(&self) -> Option<kafka_protocol::ResponseError> {
+        match self {
+            ClientError::Kafka { error, .. } => Some(*error),
+            ClientError::Exhausted { last, .. } => last.kafka_error(),
+            ClientError::Io { .. } | ClientError::Protocol(_) => None,
+        }
+    }
+
     /// `Ok` for error code 0, else the Kafka error with `context` (and the
     /// broker's message, when it sent one).
     pub fn check(

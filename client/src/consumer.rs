@@ -144,6 +144,33 @@ impl Consumer {
             .insert((topic.to_string(), partition), position);
     }
 
+    /// Sets the next offset to read, restored from a commit made when the
+    /// record before it had `leader_epoch`: with an epoch the position is
+    /// validated (KIP-320) before the first fetch, as after a leader change.
+    pub fn seek_with_epoch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        leader_epoch: Option<i32>,
+    ) {
+        let position = Position {
+            offset: Some(offset),
+            epoch: leader_epoch,
+            validate: leader_epoch.is_some(),
+        };
+        self.positions
+            .insert((topic.to_string(), partition), position);
+    }
+
+    /// The leader epoch of the last record read on the partition (or of the
+    /// position it was restored to), committed next to the offset.
+    pub fn position_leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.positions
+            .get(&(topic.to_string(), partition))
+            .and_then(|p| p.epoch)
+    }
+
     /// The next offset to be read, if known.
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
         self.positions

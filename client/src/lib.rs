@@ -7,10 +7,13 @@ pub mod connection;
 
 pub use connection::{ClientError, Connection};
 pub mod admin;
+pub mod admin_groups;
 pub mod cluster;
 pub mod consumer;
+pub mod group;
 pub mod producer;
 
 pub use admin::Admin;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
+pub use group::{GroupConsumer, GroupConsumerConfig, RebalanceListener};
 pub use producer::{Delivery, Producer, ProducerConfig, Record, RecordMetadata};

@@ -25,6 +25,8 @@
 
 use crate::Offset;
 
+pub use crate::record::{records, RecordError, RecordView};
+
 /// Size of the fixed RecordBatch v2 header.
 pub const HEADER_LEN: usize = 61;
 /// Bytes before and including `batchLength`: the part not counted by it.
@@ -195,6 +197,23 @@ pub fn validate_produced(header: &BatchHeader, bytes: &[u8]) -> Result<(), Batch
     check_crc(header, bytes)
 }
 
+/// Validation of a batch already in a log (a follower copying its leader's):
+/// framing, CRC, and `0 <= recordsCount <= lastOffsetDelta + 1`. Compaction
+/// removes records but keeps each batch's offset range, and leaves empty
+/// batches where it removed whole ones, so stored batches may hold fewer
+/// records than offsets.
+pub fn validate_stored(header: &BatchHeader, bytes: &[u8]) -> Result<(), BatchError> {
+    if header.records_count < 0
+        || i64::from(header.records_count) > i64::from(header.last_offset_delta) + 1
+    {
+        return Err(BatchError::InconsistentCount {
+            records_count: header.records_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    check_crc(header, bytes)
+}
+
 /// Overwrites `baseOffset` and `partitionLeaderEpoch` of the batch at the start
 /// of `bytes`. Both lie outside the CRC, so the checksum stays valid.
 pub fn stamp(bytes: &mut [u8], base_offset: Offset, partition_leader_epoch: i32) {
@@ -203,10 +222,30 @@ pub fn stamp(bytes: &mut [u8], base_offset: Offset, partition_leader_epoch: i32)
 }
 
 /// Splits a buffer of concatenated batches into `(header, range)` pairs after
-/// checking each one's framing and CRC-32C.
+/// checking each one's framing and CRC-32C, and that each is a batch as
+/// producers send them ([`validate_produced`]).
 pub fn split_batches(
     bytes: &[u8],
     size_max: usize,
+) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
+    split_with(bytes, size_max, validate_produced)
+}
+
+/// [`split_batches`] for batches read from a log, which compaction may have
+/// thinned ([`validate_stored`]).
+pub fn split_stored_batches(
+    bytes: &[u8],
+    size_max: usize,
+) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
+    split_with(bytes, size_max, validate_stored)
+}
+
+type Validate = fn(&BatchHeader, &[u8]) -> Result<(), BatchError>;
+
+fn split_with(
+    bytes: &[u8],
+    size_max: usize,
+    validate: Validate,
 ) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
     let mut out = Vec::new();
     let mut pos = 0;
@@ -219,7 +258,7 @@ pub fn split_batches(
                 available: bytes.len() - pos,
             });
         }
-        validate_produced(&header, &bytes[pos..end])?;
+        validate(&header, &bytes[pos..end])?;
         out.push((header, pos..end));
         pos = end;
     }
@@ -230,24 +269,42 @@ pub fn split_batches(
 /// without keys or headers. For tests and benchmarks: producers build their
 /// own batches.
 pub fn build_batch(values: &[&[u8]], timestamp_ms: i64) -> Vec<u8> {
-    assert!(!values.is_empty(), "a batch holds at least one record");
-    let mut records = Vec::new();
-    for (delta, value) in values.iter().enumerate() {
-        let mut body = Vec::new();
-        body.push(0u8); // record attributes
-        put_varint(&mut body, 0); // timestamp delta
-        put_varint(&mut body, delta as i64); // offset delta
-        put_varint(&mut body, -1); // key length: null key
-        put_varint(&mut body, value.len() as i64);
-        body.extend_from_slice(value);
-        put_varint(&mut body, 0); // header count
-        put_varint(&mut records, body.len() as i64);
-        records.extend_from_slice(&body);
+    let records: Vec<KeyValue> = values.iter().map(|v| (None, Some(*v))).collect();
+    build_keyed_batch(&records, timestamp_ms)
+}
+
+/// A record's `(key, value)`; `None` is null (a null value: a tombstone).
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Builds a valid uncompressed RecordBatch v2 of `(key, value)` records
+/// without headers; a `None` key is a null key, a `None` value a tombstone
+/// (what compaction deletes by). For tests and for the broker's own
+/// internal topics.
+///
+/// ```
+/// use storage::batch;
+/// let b = batch::build_keyed_batch(&[(Some(b"k"), Some(b"v")), (Some(b"k"), None)], 7);
+/// let records = batch::records(&b).unwrap();
+/// assert_eq!((records[1].offset, records[1].key, records[1].value), (1, Some(&b"k"[..]), None));
+/// ```
+pub fn build_keyed_batch(records: &[KeyValue], timestamp_ms: i64) -> Vec<u8> {
+    assert!(!records.is_empty(), "a batch holds at least one record");
+    let mut body = Vec::new();
+    for (delta, (key, value)) in records.iter().enumerate() {
+        let mut record = Vec::new();
+        record.push(0u8); // record attributes
+        put_varint(&mut record, 0); // timestamp delta
+        put_varint(&mut record, delta as i64); // offset delta
+        put_bytes(&mut record, *key);
+        put_bytes(&mut record, *value);
+        put_varint(&mut record, 0); // header count
+        put_varint(&mut body, record.len() as i64);
+        body.extend_from_slice(&record);
     }
-    let count = values.len() as i32;
-    let mut b = Vec::with_capacity(HEADER_LEN + records.len());
+    let count = records.len() as i32;
+    let mut b = Vec::with_capacity(HEADER_LEN + body.len());
     b.extend_from_slice(&0i64.to_be_bytes());
-    b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD + body.len()) as i32).to_be_bytes());
     b.extend_from_slice(&(-1i32).to_be_bytes());
     b.push(MAGIC_V2 as u8);
     b.extend_from_slice(&[0; 4]); // crc, filled below
@@ -259,10 +316,98 @@ pub fn build_batch(values: &[&[u8]], timestamp_ms: i64) -> Vec<u8> {
     b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
     b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
     b.extend_from_slice(&count.to_be_bytes());
-    b.extend_from_slice(&records);
+    b.extend_from_slice(&body);
+    set_crc(&mut b);
+    b
+}
+
+/// A record batch holding no records that covers `base_offset ..=
+/// last_offset` in `partition_leader_epoch`: what compaction leaves where
+/// it removed every record of one or more batches, so that offsets stay
+/// contiguous (as Kafka's retained empty batches do). No producer, and
+/// timestamps -1 (Kafka's NO_TIMESTAMP).
+pub fn build_empty_batch(
+    base_offset: Offset,
+    last_offset: Offset,
+    partition_leader_epoch: i32,
+) -> Vec<u8> {
+    let delta = i32::try_from(last_offset - base_offset).expect("a batch spans < 2^31 offsets");
+    assert!(delta >= 0, "an empty batch covers at least one offset");
+    let mut b = Vec::with_capacity(HEADER_LEN);
+    b.extend_from_slice(&base_offset.to_be_bytes());
+    b.extend_from_slice(&((HEADER_LEN - LOG_OVERHEAD) as i32).to_be_bytes());
+    b.extend_from_slice(&partition_leader_epoch.to_be_bytes());
+    b.push(MAGIC_V2 as u8);
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&delta.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // base timestamp
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // max timestamp
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    set_crc(&mut b);
+    b
+}
+
+/// The batch `original` with only `records` (encoded records, taken whole
+/// from it, `count` of them) as its body: every header field is kept,
+/// `lastOffsetDelta` included (as Kafka's cleaner keeps it, so offsets and
+/// producer sequences stay), and `batchLength`, `recordsCount` and the
+/// CRC-32C are recomputed.
+pub fn rebuild(original: &[u8], records: &[u8], count: i32) -> Vec<u8> {
+    assert!(original.len() >= HEADER_LEN && count >= 0);
+    let mut b = Vec::with_capacity(HEADER_LEN + records.len());
+    b.extend_from_slice(&original[..HEADER_LEN]);
+    b.extend_from_slice(records);
+    let length = i32::try_from(b.len() - LOG_OVERHEAD).expect("smaller than the original");
+    b[8..12].copy_from_slice(&length.to_be_bytes());
+    b[57..61].copy_from_slice(&count.to_be_bytes());
+    set_crc(&mut b);
+    b
+}
+
+fn set_crc(b: &mut [u8]) {
     let crc = crc32c::crc32c(&b[CRC_START..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b
+}
+
+/// The `attributes` field of the batch at the start of `bytes` (at least a
+/// header).
+pub fn attributes(bytes: &[u8]) -> i16 {
+    i16::from_be_bytes([bytes[21], bytes[22]])
+}
+
+/// `baseTimestamp` of the batch at the start of `bytes` (at least a header).
+pub fn base_timestamp(bytes: &[u8]) -> i64 {
+    i64_at(bytes, 27)
+}
+
+/// Compression codec bits of `attributes` (0: none, 1 gzip, 2 snappy,
+/// 3 lz4, 4 zstd).
+pub fn compression(attributes: i16) -> i16 {
+    attributes & 0x07
+}
+
+/// Whether `attributes` marks a transactional batch.
+pub fn is_transactional(attributes: i16) -> bool {
+    attributes & 0x10 != 0
+}
+
+/// Whether `attributes` marks a control batch (transaction markers).
+pub fn is_control(attributes: i16) -> bool {
+    attributes & 0x20 != 0
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(b) => {
+            put_varint(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+        None => put_varint(out, -1),
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, value: i64) {

@@ -15,6 +15,65 @@ pub enum FlushPolicy {
     Never,
 }
 
+/// `cleanup.policy`: what happens to old records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// `delete` (Kafka's default): whole segments go by `retention.ms` and
+    /// `retention.bytes`.
+    #[default]
+    Delete,
+    /// `compact`: the cleaner keeps the latest record per key
+    /// ([`crate::Log::clean`]); retention deletes nothing.
+    Compact,
+    /// `compact,delete`: both.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether retention deletes old segments.
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+
+    /// Whether the cleaner compacts the log.
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+
+    /// Parses Kafka's `cleanup.policy` value: `delete`, `compact`, or both
+    /// as a comma-separated list in either order (`compact,delete`).
+    pub fn parse(value: &str) -> Result<CleanupPolicy, ConfigError> {
+        let (mut compact, mut delete) = (false, false);
+        for item in value.split(',').map(str::trim) {
+            match item {
+                "compact" => compact = true,
+                "delete" => delete = true,
+                _ => {
+                    return Err(ConfigError {
+                        name: "cleanup.policy",
+                        value: value.to_string(),
+                        why: "expected delete, compact or compact,delete",
+                    })
+                }
+            }
+        }
+        Ok(match (compact, delete) {
+            (true, true) => CleanupPolicy::CompactDelete,
+            (true, false) => CleanupPolicy::Compact,
+            _ => CleanupPolicy::Delete,
+        })
+    }
+
+    /// The value as Kafka spells it (DescribeConfigs).
+    pub fn as_kafka_str(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+}
+
 /// Settings of one partition's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
@@ -32,6 +91,12 @@ pub struct LogConfig {
     pub max_batch_bytes: u32,
     /// `flush`: see [`FlushPolicy`].
     pub flush: FlushPolicy,
+    /// `cleanup.policy`: see [`CleanupPolicy`].
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long a tombstone (a record with a null
+    /// value) survives compaction, counted from its batch's `maxTimestamp`,
+    /// so that a consumer reading from the start sees the deletion.
+    pub delete_retention_ms: Duration,
 }
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -47,6 +112,8 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_batch_bytes: 1_048_588,
             flush: FlushPolicy::Always,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: DAY,
         }
     }
 }
@@ -92,6 +159,13 @@ impl LogConfig {
         }
         if self.segment_ms.is_some_and(|d| d.is_zero()) {
             return bad("segment.ms", "0".into(), "must be positive");
+        }
+        if self.delete_retention_ms.as_millis() > i64::MAX as u128 {
+            return bad(
+                "delete.retention.ms",
+                self.delete_retention_ms.as_millis().to_string(),
+                "must be at most 9223372036854775807",
+            );
         }
         Ok(())
     }
@@ -145,9 +219,44 @@ mod tests {
                 },
                 "segment.ms",
             ),
+            (
+                LogConfig {
+                    delete_retention_ms: Duration::MAX,
+                    ..LogConfig::default()
+                },
+                "delete.retention.ms",
+            ),
         ];
         for (config, name) in cases {
             assert_eq!(config.validate().unwrap_err().name, name);
+        }
+    }
+
+    #[test]
+    fn cleanup_policy_parses_kafka_values() {
+        let cases = [
+            ("delete", Some(CleanupPolicy::Delete)),
+            ("compact", Some(CleanupPolicy::Compact)),
+            ("compact,delete", Some(CleanupPolicy::CompactDelete)),
+            ("delete, compact", Some(CleanupPolicy::CompactDelete)),
+            ("", None),
+            ("compact,", None),
+            ("Compact", None),
+            ("retain", None),
+        ];
+        for (value, expected) in cases {
+            let parsed = CleanupPolicy::parse(value);
+            assert_eq!(parsed.as_ref().ok().copied(), expected, "{value:?}");
+            if let Err(e) = parsed {
+                assert_eq!(e.name, "cleanup.policy");
+            }
+        }
+        for p in [
+            CleanupPolicy::Delete,
+            CleanupPolicy::Compact,
+            CleanupPolicy::CompactDelete,
+        ] {
+            assert_eq!(CleanupPolicy::parse(p.as_kafka_str()), Ok(p));
         }
     }
 }

@@ -126,6 +126,20 @@ pub enum TruncateError {
     Storage(#[from] Failure),
 }
 
+/// Why a compaction pass ([`crate::Log::clean`]) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    /// A batch in the cleanable range is corrupt; nothing was rewritten from
+    /// the segment holding it on. The log stays online: reads report the
+    /// same corruption.
+    #[error(transparent)]
+    Corrupt(#[from] Corruption),
+    /// Storage failed: the log is offline until reopened, which finishes or
+    /// rolls back a half-done segment rewrite.
+    #[error(transparent)]
+    Storage(#[from] Failure),
+}
+
 impl From<io::Error> for AppendError {
     fn from(e: io::Error) -> Self {
         AppendError::Storage(Failure::Io(e))

@@ -29,6 +29,55 @@ impl IndexEntry {
     }
 }
 
+/// Kafka's rule for which batches get an index entry: a batch is indexed
+/// when more than `index.interval.bytes` of log were written since the
+/// previous indexed batch. Used by segments as they append and by the
+/// cleaner as it writes a cleaned segment, so both build the same index.
+#[derive(Debug, Clone)]
+pub struct SparseIndexer {
+    interval_bytes: u64,
+    /// Log bytes written since the batch that got the last entry.
+    bytes_since_entry: u64,
+}
+
+impl SparseIndexer {
+    /// A fresh indexer for an empty segment.
+    pub fn new(index_interval_bytes: u32) -> Self {
+        SparseIndexer {
+            interval_bytes: u64::from(index_interval_bytes),
+            bytes_since_entry: 0,
+        }
+    }
+
+    /// Notes a batch of `size` bytes at `position` whose last offset is
+    /// `last_offset`, in a segment based at `base_offset`; returns the entry
+    /// to add, if it gets one.
+    pub fn note(
+        &mut self,
+        base_offset: i64,
+        position: u64,
+        last_offset: i64,
+        size: usize,
+    ) -> Option<IndexEntry> {
+        let mut entry = None;
+        if self.bytes_since_entry > self.interval_bytes {
+            entry = Some(IndexEntry {
+                relative_offset: (last_offset - base_offset) as u32,
+                position: position as u32,
+            });
+            self.bytes_since_entry = 0;
+        }
+        self.bytes_since_entry += size as u64;
+        entry
+    }
+
+    /// Restarts the count after a truncation: `bytes` were written since
+    /// the last entry.
+    pub fn reset(&mut self, bytes: u64) {
+        self.bytes_since_entry = bytes;
+    }
+}
+
 fn entry_at(index: &[u8], i: usize) -> IndexEntry {
     let at = i * ENTRY_LEN;
     let mut r = [0; 4];

@@ -7,6 +7,9 @@
 //! `docs/log-format.md` gives the byte layout, the fsync order and the
 //! recovery algorithm.
 //!
+//! Topics with `cleanup.policy=compact` are compacted by [`Log::clean`]
+//! (`docs/log-format.md`, "Compaction").
+//!
 //! This crate knows nothing about leaders, networks or async runtimes: the
 //! leader epoch to stamp and the current time are parameters. All I/O goes
 //! through the [`fs::FileSystem`] seam.
@@ -27,18 +30,23 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod compaction;
 pub mod config;
 pub mod epoch_cache;
 pub mod error;
 pub mod fs;
 pub mod index;
 mod log;
+pub mod record;
 mod recovery;
 pub mod segment;
 mod shared;
 
-pub use config::{ConfigError, FlushPolicy, LogConfig};
-pub use error::{AppendError, Corruption, Failure, OpenError, ReadError, TruncateError};
+pub use compaction::CleanStats;
+pub use config::{CleanupPolicy, ConfigError, FlushPolicy, LogConfig};
+pub use error::{
+    AppendError, CleanError, Corruption, Failure, OpenError, ReadError, TruncateError,
+};
 pub use log::{AppendInfo, Log, ReadResult};
 pub use shared::SharedLog;
 

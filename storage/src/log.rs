@@ -142,7 +142,7 @@ impl Log {
     }
 
     /// Runs an I/O step; on error the log goes offline.
-    fn io<T>(&mut self, result: std::io::Result<T>) -> Result<T, Failure> {
+    pub(crate) fn io<T>(&mut self, result: std::io::Result<T>) -> Result<T, Failure> {
         result.map_err(|e| {
             tracing::error!(dir = %self.dir.display(), error = %e, "log I/O error: going offline");
             self.offline = Some(e.to_string());
@@ -168,7 +168,7 @@ impl Log {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
-        let mut parts = self.checked_batches(batches)?;
+        let mut parts = self.checked_batches(batches, batch::split_batches)?;
         if let Some(latest) = self.epochs.latest_epoch() {
             if leader_epoch < latest {
                 return Err(crate::epoch_cache::EpochRegression {
@@ -216,7 +216,7 @@ impl Log {
         batches: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
-        let parts = self.checked_batches(batches)?;
+        let parts = self.checked_batches(batches, batch::split_stored_batches)?;
         let base_offset = self.log_end_offset();
         let mut next = base_offset;
         let mut latest = self.epochs.latest_epoch();
@@ -259,22 +259,23 @@ impl Log {
     }
 
     /// The checks every append makes before writing anything: the log is
-    /// online, the bytes are whole batches with good CRC-32C, and they fit a
-    /// segment. Returns each batch's header and byte range.
+    /// online, the bytes are whole batches with good CRC-32C (and record
+    /// counts as `split` checks them: as produced, or as stored, which
+    /// compaction may have thinned), and they fit a segment. Returns each
+    /// batch's header and byte range.
     fn checked_batches(
         &self,
         batches: &[u8],
+        split: Split,
     ) -> Result<Vec<(batch::BatchHeader, std::ops::Range<usize>)>, AppendError> {
         self.check_online()?;
         if batches.is_empty() {
             return Err(AppendError::Empty);
         }
         let size_max = self.config.batch_size_max();
-        let parts = batch::split_batches(batches, size_max).map_err(|source| {
-            AppendError::InvalidBatch {
-                position: batch_error_position(batches, size_max),
-                source,
-            }
+        let parts = split(batches, size_max).map_err(|source| AppendError::InvalidBatch {
+            position: batch_error_position(batches, size_max, split),
+            source,
         })?;
         if batches.len() > self.config.segment_bytes as usize {
             return Err(AppendError::TooLarge {
@@ -538,9 +539,13 @@ impl Log {
 
     /// Deletes the oldest segments that retention.ms or retention.bytes
     /// expire, never the active one and never one holding records at or above
-    /// the high watermark. Returns how many were deleted.
+    /// the high watermark. Returns how many were deleted. Does nothing when
+    /// `cleanup.policy` is `compact` alone (as in Kafka).
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, Failure> {
         self.check_online()?;
+        if !self.config.cleanup_policy.deletes() {
+            return Ok(0);
+        }
         let mut size = self.size_bytes();
         let mut doomed = Vec::new();
         for segment in self.segments.values().take(self.segments.len() - 1) {
@@ -646,12 +651,16 @@ impl Log {
     }
 }
 
+/// How an append splits and checks its batches.
+type Split =
+    fn(&[u8], usize) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, batch::BatchError>;
+
 /// Where in `bytes` the first invalid batch starts, for error messages.
-fn batch_error_position(bytes: &[u8], size_max: usize) -> usize {
+fn batch_error_position(bytes: &[u8], size_max: usize, split: Split) -> usize {
     let mut position = 0;
     while let Ok(h) = batch::parse_header(&bytes[position..], size_max) {
         let end = position + h.size;
-        if end > bytes.len() || batch::validate_produced(&h, &bytes[position..end]).is_err() {
+        if end > bytes.len() || split(&bytes[position..end], size_max).is_err() {
             break;
         }
         position = end;

@@ -1,6 +1,7 @@
 //! Opening a log: the recovery scan.
 //!
-//! 1. Leftover `*.tmp` files (interrupted checkpoint writes) and index files
+//! 1. Leftover `*.tmp` files (interrupted checkpoint writes), `*.cleaned`
+//!    files (an interrupted compaction rewrite, rolled back) and index files
 //!    without a segment are removed.
 //! 2. Segments that end at or below the recovery point were synced before it
 //!    was written: their headers are walked (offsets, epochs, timestamps,
@@ -16,6 +17,7 @@
 //!    the log end.
 
 use crate::checkpoint;
+use crate::compaction::CLEANED_SUFFIX;
 use crate::epoch_cache::LeaderEpochCache;
 use crate::error::OpenError;
 use crate::fs::{read_all, FileSystem};
@@ -69,8 +71,10 @@ fn read_checkpoint<T>(
     }
 }
 
-/// Removes interrupted checkpoint writes and index files with no segment;
-/// returns the segments' base offsets in order.
+/// Removes interrupted checkpoint writes, the leftovers of an interrupted
+/// segment rewrite by the cleaner (`*.cleaned`: the rename that commits a
+/// rewrite consumes its file, so a leftover one was never swapped in) and
+/// index files with no segment; returns the segments' base offsets in order.
 fn tidy_dir(fs: &dyn FileSystem, dir: &Path) -> io::Result<Vec<Offset>> {
     let names = fs.list_dir(dir)?;
     let mut bases: Vec<Offset> = names
@@ -80,7 +84,8 @@ fn tidy_dir(fs: &dyn FileSystem, dir: &Path) -> io::Result<Vec<Offset>> {
     bases.sort_unstable();
     for name in &names {
         let orphan_index = segment_base(name, ".index").is_some_and(|b| !bases.contains(&b));
-        if name.ends_with(".tmp") || orphan_index {
+        let leftover = name.ends_with(".tmp") || name.ends_with(CLEANED_SUFFIX);
+        if leftover || orphan_index {
             tracing::info!(file = %name, dir = %dir.display(), "removing leftover file");
             fs.remove_file(&dir.join(name))?;
         }

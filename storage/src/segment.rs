@@ -7,14 +7,14 @@
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::fs::{FileHandle, FileSystem};
-use crate::index::{self, IndexEntry};
+use crate::index::{self, IndexEntry, SparseIndexer};
 use crate::Offset;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Bytes read at a time when a scan needs batch bodies.
-const SCAN_CHUNK: usize = 1 << 20;
+pub(crate) const SCAN_CHUNK: usize = 1 << 20;
 
 /// Name of the segment file for `base_offset`, as Kafka names it.
 pub fn log_file_name(base_offset: Offset) -> String {
@@ -151,9 +151,7 @@ pub struct Segment {
     log: Arc<dyn FileHandle>,
     index_file: Arc<dyn FileHandle>,
     index: Vec<u8>,
-    /// Log bytes written since the batch that got the last index entry.
-    bytes_since_index: u64,
-    index_interval_bytes: u64,
+    indexer: SparseIndexer,
 }
 
 /// The `.log` and `.index` paths of the segment at `base_offset`.
@@ -183,8 +181,7 @@ impl Segment {
             log,
             index_file,
             index: Vec::new(),
-            bytes_since_index: 0,
-            index_interval_bytes: u64::from(index_interval_bytes),
+            indexer: SparseIndexer::new(index_interval_bytes),
         }
     }
 
@@ -271,17 +268,15 @@ impl Segment {
     /// at `position`. Kafka's rule: a batch is indexed when more than
     /// `index.interval.bytes` were written since the last indexed batch.
     fn note_batch(&mut self, position: u64, header: &BatchHeader) -> Option<IndexEntry> {
-        let mut entry = None;
-        if self.bytes_since_index > self.index_interval_bytes {
-            let e = IndexEntry {
-                relative_offset: (header.last_offset() - self.base_offset) as u32,
-                position: position as u32,
-            };
+        let entry = self.indexer.note(
+            self.base_offset,
+            position,
+            header.last_offset(),
+            header.size,
+        );
+        if let Some(e) = entry {
             self.index.extend_from_slice(&e.encode());
-            self.bytes_since_index = 0;
-            entry = Some(e);
         }
-        self.bytes_since_index += header.size as u64;
         self.size = position + header.size as u64;
         self.next_offset = header.next_offset();
         self.max_timestamp = Some(
@@ -402,7 +397,7 @@ impl Segment {
         self.index_file.set_len(self.index.len() as u64)?;
         self.index_file.sync_data()?;
         let last_indexed = index::last_entry(&self.index).map_or(0, |e| u64::from(e.position));
-        self.bytes_since_index = position - last_indexed;
+        self.indexer.reset(position - last_indexed);
         self.size = position;
         self.next_offset = next_offset;
         if position == 0 {

@@ -7,8 +7,8 @@
 //! before it captured the end share that one fdatasync. Nothing is
 //! acknowledged before its bytes are synced.
 
-use crate::error::{AppendError, Failure};
-use crate::{AppendInfo, FlushPolicy, LeaderEpoch, Log, Offset};
+use crate::error::{AppendError, CleanError, Failure};
+use crate::{AppendInfo, CleanStats, FlushPolicy, LeaderEpoch, Log, Offset};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// A [`Log`] behind a mutex, with group commit.
@@ -98,6 +98,13 @@ impl SharedLog {
             FlushPolicy::Interval(_) => self.flush_if_due(now_ms),
             FlushPolicy::Never => Ok(()),
         }
+    }
+
+    /// One compaction pass, [`Log::clean`], under the log's lock: appends
+    /// wait until it is done. Group-commit syncs in flight are unaffected
+    /// (the cleaner never touches the active segment).
+    pub fn clean(&self, now_ms: i64) -> Result<CleanStats, CleanError> {
+        self.lock().clean(now_ms)
     }
 
     /// With `FlushPolicy::Interval`, syncs when the interval has passed since

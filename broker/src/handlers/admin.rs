@@ -214,7 +214,8 @@ fn topic_configs(
         .iter()
         .map(|&name| {
             let value = match name {
-                "cleanup.policy" => "delete".to_string(),
+                "cleanup.policy" => c.cleanup_policy.as_kafka_str().to_string(),
+                "delete.retention.ms" => c.delete_retention_ms.as_millis().to_string(),
                 "retention.ms" => ms(c.retention_ms),
                 "retention.bytes" => c
                     .retention_bytes

@@ -141,7 +141,9 @@ fn describe(
         .enumerate()
         .map(|(i, p)| describe_partition(image, i as i32, p, version))
         .collect();
+    let internal = name == crate::coordinator::records::OFFSETS_TOPIC;
     base.with_name(Some(topic_name(&name)))
+        .with_is_internal(internal)
         .with_topic_id(if version >= 10 { topic.id } else { Uuid::nil() })
         .with_partitions(partitions)
 }

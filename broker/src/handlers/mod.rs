@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod fetch;
-pub mod groups;
+pub mod group_admin;
+pub mod group_members;
+pub mod group_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;

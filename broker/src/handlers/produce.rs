@@ -128,19 +128,23 @@ pub async fn prepare(
     }
 }
 
-/// What an acks=all produce waits for.
-struct Replicated<'a> {
-    topic: &'a str,
-    index: i32,
-    epoch: i32,
-    min_isr: usize,
+/// What an acks=all produce (or a group coordinator's write) waits for.
+pub struct Replicated<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub index: i32,
+    /// The leader epoch the write was appended in.
+    pub epoch: i32,
+    /// ISR members the write needs.
+    pub min_isr: usize,
 }
 
 impl Replicated<'_> {
     /// Waits (the produce purgatory) until the high watermark passes
     /// `last_offset`, then checks the ISR still has `min_isr` members; fails
     /// if leadership in `epoch` ends or the request's time runs out.
-    async fn until(
+    pub async fn until(
         &self,
         broker: &Broker,
         partition: &Partition,

@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test binary uses part of this
 
 pub mod cluster;
+pub mod group;
+pub mod member_logs;
 
 use bytes::Bytes;
 use client::Connection;

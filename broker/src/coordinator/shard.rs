@@ -1,0 +1,377 @@
+//! One led offsets partition's groups: loading them from the log, parking
+//! and answering member requests, and writing what must be durable.
+
+use super::records::{self, Committed, Entry, Key, OFFSETS_TOPIC};
+use crate::partition::Partition;
+use crate::state::Broker;
+use groups::{Effects, Group, Reply, Waiter};
+use kafka_protocol::ResponseError;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use storage::AppendInfo;
+use tokio::sync::oneshot;
+
+/// How long a write to the offsets partition may wait for replication
+/// (Kafka's `offsets.commit.timeout.ms`).
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The groups of one offsets partition led in one epoch.
+#[derive(Debug)]
+pub struct Shard {
+    /// The `__consumer_offsets` partition.
+    pub index: i32,
+    /// The epoch this broker leads it in; the shard serves only in it.
+    pub leader_epoch: i32,
+    loaded: AtomicBool,
+    unloaded: AtomicBool,
+    next_waiter: AtomicU64,
+    groups: Mutex<HashMap<String, GroupEntry>>,
+}
+
+/// A group and its committed offsets.
+#[derive(Debug)]
+pub struct GroupEntry {
+    /// Membership and generation (the pure state machine).
+    pub group: Group,
+    /// Committed offsets by (topic, partition), each with the log offset of
+    /// the record that set it, so replies finishing out of order never
+    /// apply an older commit over a newer one.
+    pub offsets: BTreeMap<(String, i32), (Committed, i64)>,
+    waiters: HashMap<Waiter, oneshot::Sender<Reply>>,
+}
+
+impl GroupEntry {
+    fn new(group_id: &str) -> GroupEntry {
+        GroupEntry {
+            group: Group::new(group_id),
+            offsets: BTreeMap::new(),
+            waiters: HashMap::new(),
+        }
+    }
+}
+
+/// A write appended under the shard's lock, to be replicated outside it.
+pub struct Pending {
+    partition: Arc<Partition>,
+    info: AppendInfo,
+    epoch: i32,
+    min_isr: usize,
+    index: i32,
+}
+
+impl Shard {
+    /// A shard not loaded yet.
+    pub fn new(index: i32, leader_epoch: i32) -> Shard {
+        Shard {
+            index,
+            leader_epoch,
+            loaded: AtomicBool::new(false),
+            unloaded: AtomicBool::new(false),
+            next_waiter: AtomicU64::new(1),
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether its groups are loaded (and it still serves).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire) && !self.unloaded.load(Ordering::Acquire)
+    }
+
+    /// Leadership ended: parked requests are dropped (their handlers answer
+    /// NOT_COORDINATOR) and nothing is served from here again.
+    pub fn unload(&self) {
+        self.unloaded.store(true, Ordering::Release);
+        self.lock().clear();
+    }
+
+    /// The groups, locked.
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<String, GroupEntry>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new waiter token and the receiver its reply arrives on; the
+    /// sender is parked in the group's entry (created if new).
+    pub fn park(
+        &self,
+        groups: &mut HashMap<String, GroupEntry>,
+        group_id: &str,
+    ) -> (Waiter, oneshot::Receiver<Reply>) {
+        let waiter = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let entry = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| GroupEntry::new(group_id));
+        entry.waiters.insert(waiter, tx);
+        (waiter, rx)
+    }
+
+    /// The entry of `group_id`, created (Empty) if new.
+    pub fn entry<'a>(
+        groups: &'a mut HashMap<String, GroupEntry>,
+        group_id: &str,
+    ) -> &'a mut GroupEntry {
+        groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| GroupEntry::new(group_id))
+    }
+
+    /// Sends the replies of `effects`. When the group's membership must be
+    /// durable first, its snapshot is appended now (under the lock, so
+    /// snapshots reach the log in the order they were taken) and the
+    /// replies go out once it is replicated; if that fails they are
+    /// dropped, and the members hear NOT_COORDINATOR and rejoin.
+    pub fn deliver(
+        self: &Arc<Self>,
+        broker: &Arc<Broker>,
+        groups: &mut HashMap<String, GroupEntry>,
+        group_id: &str,
+        effects: Effects,
+    ) {
+        let Some(entry) = groups.get_mut(group_id) else {
+            return;
+        };
+        let replies: Vec<(oneshot::Sender<Reply>, Reply)> = effects
+            .replies
+            .into_iter()
+            .filter_map(|(w, r)| entry.waiters.remove(&w).map(|tx| (tx, r)))
+            .collect();
+        if !effects.persist {
+            for (tx, reply) in replies {
+                let _ = tx.send(reply);
+            }
+            return;
+        }
+        let key = Key::Group {
+            group: group_id.to_string(),
+        };
+        let snapshot = entry.group.snapshot();
+        let pending = self.append(broker, &[Entry::Group(key, Some(snapshot))]);
+        let (broker, shard) = (broker.clone(), self.clone());
+        let group = group_id.to_string();
+        tokio::spawn(async move {
+            let written = match pending {
+                Ok(p) => p.replicated(&broker).await,
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(_) => {
+                    for (tx, reply) in replies {
+                        let _ = tx.send(reply);
+                    }
+                }
+                Err(e) => {
+                    // The generation is not trusted until stored: the waiters
+                    // hear NOT_COORDINATOR (their senders drop) and, if this
+                    // broker still coordinates, the group rebalances.
+                    tracing::warn!(group, error = ?e, "group metadata not written");
+                    drop(replies);
+                    let mut groups = shard.lock();
+                    if let Some(entry) = groups.get_mut(&group) {
+                        let effects = entry.group.rebalance(broker.now_ms());
+                        shard.deliver(&broker, &mut groups, &group, effects);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Ticks every group whose next deadline has come.
+    pub fn tick(self: &Arc<Self>, broker: &Arc<Broker>) {
+        if !self.is_loaded() {
+            return;
+        }
+        let now = broker.now_ms();
+        let config = broker.config.groups.clone();
+        let mut groups = self.lock();
+        let due: Vec<String> = groups
+            .iter()
+            .filter(|(_, e)| e.group.next_deadline().is_some_and(|d| d <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let effects = match groups.get_mut(&id) {
+                Some(e) => e.group.tick(now, &config),
+                None => continue,
+            };
+            self.deliver(broker, &mut groups, &id, effects);
+        }
+    }
+
+    /// Appends `entries` as leader in this shard's epoch (call under the
+    /// shard's lock to keep the log in decision order).
+    pub fn append(&self, broker: &Broker, entries: &[Entry]) -> Result<Pending, ResponseError> {
+        let led = broker
+            .leader(OFFSETS_TOPIC, self.index, -1)
+            .map_err(|_| ResponseError::NotCoordinator)?;
+        if led.leader_epoch != self.leader_epoch || !self.is_loaded() {
+            return Err(ResponseError::NotCoordinator);
+        }
+        let min_isr = min_isr(broker, self.index);
+        if led.partition.isr_len(led.leader_epoch) < min_isr {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let batch = records::batch(entries, crate::handlers::now_ms());
+        let info = led
+            .partition
+            .append(&batch, led.leader_epoch, crate::handlers::now_ms())
+            .map_err(|e| {
+                tracing::warn!(error = %e, "offsets append refused");
+                match e {
+                    storage::AppendError::TooLarge { .. } => ResponseError::InvalidCommitOffsetSize,
+                    _ => ResponseError::NotCoordinator,
+                }
+            })?;
+        Ok(Pending {
+            partition: led.partition,
+            info,
+            epoch: led.leader_epoch,
+            min_isr,
+            index: self.index,
+        })
+    }
+}
+
+impl Pending {
+    /// The log offset of the first record written.
+    pub fn base_offset(&self) -> i64 {
+        self.info.base_offset
+    }
+
+    /// Waits until the write is committed (synced, and the high watermark
+    /// past it), with Kafka's error mapping for the group APIs.
+    pub async fn replicated(self, broker: &Broker) -> Result<i64, ResponseError> {
+        let now = crate::handlers::now_ms();
+        self.partition.commit(self.info, now).await.map_err(|e| {
+            tracing::error!(error = %e, "offsets commit failed");
+            ResponseError::NotCoordinator
+        })?;
+        broker.notify_data();
+        let wait = crate::handlers::produce::Replicated {
+            topic: OFFSETS_TOPIC,
+            index: self.index,
+            epoch: self.epoch,
+            min_isr: self.min_isr,
+        };
+        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+        wait.until(broker, &self.partition, self.info.last_offset, deadline)
+            .await
+            .map_err(|e| match e {
+                ResponseError::NotEnoughReplicas | ResponseError::NotEnoughReplicasAfterAppend => {
+                    ResponseError::CoordinatorNotAvailable
+                }
+                ResponseError::RequestTimedOut => ResponseError::RequestTimedOut,
+                _ => ResponseError::NotCoordinator,
+            })?;
+        Ok(self.info.base_offset)
+    }
+}
+
+fn min_isr(broker: &Broker, index: i32) -> usize {
+    let image = broker.image();
+    let configs = image
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map(|t| t.configs.clone())
+        .unwrap_or_default();
+    let replicas = image
+        .partition(OFFSETS_TOPIC, index)
+        .map_or(1, |p| p.replicas.len());
+    crate::partition::min_insync_replicas(&configs, broker.config.min_insync_replicas, replicas)
+}
+
+/// Loads the shard's groups from its partition's whole log (to the log
+/// end: what this leader holds is what it will commit), then opens it.
+pub async fn load(broker: Arc<Broker>, shard: Arc<Shard>) {
+    let started = std::time::Instant::now();
+    let Some(partition) = broker.partition(OFFSETS_TOPIC, shard.index) else {
+        tracing::error!(
+            partition = shard.index,
+            "led offsets partition has no replica"
+        );
+        return;
+    };
+    let log = partition.log.clone();
+    let read = tokio::task::spawn_blocking(move || read_all(&log)).await;
+    let loaded = match read {
+        Ok(Ok(loaded)) => loaded,
+        Ok(Err(e)) => {
+            tracing::error!(partition = shard.index, error = %e, "cannot load groups");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(partition = shard.index, error = %e, "group load task failed");
+            return;
+        }
+    };
+    let count = loaded.len();
+    let now = broker.now_ms();
+    {
+        let mut groups = shard.lock();
+        for record in loaded {
+            replay(&mut groups, record, now);
+        }
+        tracing::info!(
+            partition = shard.index,
+            leader_epoch = shard.leader_epoch,
+            groups = groups.len(),
+            records = count,
+            ms = started.elapsed().as_millis() as u64,
+            "groups loaded"
+        );
+    }
+    shard.loaded.store(true, Ordering::Release);
+}
+
+fn read_all(log: &storage::SharedLog) -> Result<Vec<records::Loaded>, storage::ReadError> {
+    let mut out = Vec::new();
+    let (mut next, end) = {
+        let l = log.lock();
+        (l.log_start_offset(), l.log_end_offset())
+    };
+    while next < end {
+        let read = log.lock().read(next, 1 << 20, end)?;
+        if read.next_offset <= next {
+            break;
+        }
+        next = read.next_offset;
+        out.extend(records::decode(read.bytes));
+    }
+    Ok(out)
+}
+
+fn replay(groups: &mut HashMap<String, GroupEntry>, record: records::Loaded, now: u64) {
+    match record.entry {
+        Entry::Offset(key, value) => {
+            let Key::Offset {
+                group,
+                topic,
+                partition,
+            } = key
+            else {
+                return;
+            };
+            let entry = Shard::entry(groups, &group);
+            match value {
+                Some(c) => {
+                    entry.offsets.insert((topic, partition), (c, record.offset));
+                }
+                None => {
+                    entry.offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        Entry::Group(key, value) => {
+            let group = key.group().to_string();
+            match value {
+                Some(snapshot) => {
+                    Shard::entry(groups, &group).group = Group::restore(&group, snapshot, now);
+                }
+                None => {
+                    groups.remove(&group);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The member's background session: a tokio task with its own connection
+//! to the coordinator that sends a Heartbeat every `heartbeat.interval.ms`
+//! while the member is in a generation, so the member stays alive however
+//! long the application takes between polls, and that sends commits in the
+//! order they were asked for. Answers that end the generation or ask for a
+//! rebalance go into the shared [`Membership`](super::membership) and wake
+//! `poll`.
+
+use super::commit::OFFSET_COMMIT_VERSION;
+use super::commit::{commit_error_code, commit_request, commit_result, CommitOffset};
+use super::coordinator::CoordinatorLink;
+use super::membership::{MemberGeneration, Reaction, Shared};
+use crate::connection::ClientError;
+use kafka_protocol::messages::HeartbeatRequest;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Heartbeat version (v3+ carries the instance id).
+const HEARTBEAT_VERSION: i16 = 4;
+/// Commits that may wait for the task before `commit_async` waits.
+const COMMITS_QUEUED_MAX: usize = 64;
+
+/// A commit for the task to send.
+#[derive(Debug)]
+struct Commit {
+    offsets: Vec<CommitOffset>,
+    member: MemberGeneration,
+    reply: oneshot::Sender<Result<(), ClientError>>,
+}
+
+/// The running session task.
+#[derive(Debug)]
+pub struct Session {
+    commits: mpsc::Sender<Commit>,
+    task: JoinHandle<()>,
+}
+
+/// Resolves when a commit was answered.
+pub type CommitReply = oneshot::Receiver<Result<(), ClientError>>;
+
+impl Session {
+    /// Starts the task for the group `link` serves.
+    pub fn start(link: CoordinatorLink, shared: Arc<Shared>, interval: Duration) -> Session {
+        let (commits, rx) = mpsc::channel(COMMITS_QUEUED_MAX);
+        let task = tokio::spawn(run(link, shared, interval, rx));
+        Session { commits, task }
+    }
+
+    /// Queues a commit of `offsets` as `member`, without waiting: commits
+    /// are sent in the order they were queued.
+    pub fn commit(
+        &self,
+        offsets: Vec<CommitOffset>,
+        member: MemberGeneration,
+    ) -> Result<CommitReply, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        let commit = Commit {
+            offsets,
+            member,
+            reply,
+        };
+        self.commits.try_send(commit).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ClientError::Protocol(format!(
+                "more than {COMMITS_QUEUED_MAX} commits waiting for the coordinator"
+            )),
+            mpsc::error::TrySendError::Closed(_) => {
+                ClientError::Protocol("group session stopped".into())
+            }
+        })?;
+        Ok(answer)
+    }
+}
+
+impl Drop for Session {
+    /// A dropped consumer stops heartbeating at once, so the coordinator
+    /// expires it after the session timeout.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(
+    mut link: CoordinatorLink,
+    shared: Arc<Shared>,
+    interval: Duration,
+    mut commits: mpsc::Receiver<Commit>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => heartbeat(&mut link, &shared).await,
+            commit = commits.recv() => match commit {
+                Some(c) => {
+                    let result = send_commit(&mut link, &shared, &c.offsets, &c.member).await;
+                    // The caller may have stopped waiting (commit_async).
+                    let _ = c.reply.send(result);
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// One heartbeat, if the member is in a generation.
+async fn heartbeat(link: &mut CoordinatorLink, shared: &Shared) {
+    let Some(member) = shared.lock().heartbeat_target() else {
+        return;
+    };
+    let request = HeartbeatRequest::default()
+        .with_group_id(super::commit::group_id(link.group_id()))
+        .with_generation_id(member.generation_id)
+        .with_member_id(StrBytes::from_string(member.member_id.clone()))
+        .with_group_instance_id(member.group_instance_id.clone().map(StrBytes::from_string));
+    match link
+        .call(&request, HEARTBEAT_VERSION, |r| r.error_code)
+        .await
+    {
+        Ok(response) => {
+            if let Some(error) = ResponseError::try_from_code(response.error_code) {
+                on_group_error(shared, error, &member, "heartbeat");
+            }
+        }
+        Err(e) => tracing::warn!(group = link.group_id(), error = %e, "heartbeat failed"),
+    }
+}
+
+/// Sends one commit; a refusal that ends the generation or asks for a
+/// rebalance is applied to the membership before the caller hears of it.
+async fn send_commit(
+    link: &mut CoordinatorLink,
+    shared: &Shared,
+    offsets: &[CommitOffset],
+    member: &MemberGeneration,
+) -> Result<(), ClientError> {
+    let request = commit_request(link.group_id(), Some(member), offsets);
+    let response = link
+        .call(&request, OFFSET_COMMIT_VERSION, commit_error_code)
+        .await?;
+    let result = commit_result(link.group_id(), &response);
+    if let Some(error) = result.as_ref().err().and_then(ClientError::kafka_error) {
+        on_group_error(shared, error, member, "commit");
+    }
+    result
+}
+
+fn on_group_error(shared: &Shared, error: ResponseError, member: &MemberGeneration, what: &str) {
+    let reaction = shared.on_error(error, member);
+    if reaction != Reaction::None {
+        tracing::info!(
+            generation = member.generation_id,
+            member = member.member_id,
+            ?error,
+            ?reaction,
+            "{what} answer: rejoining"
+        );
+    } else {
+        tracing::debug!(?error, "{what} refused");
+    }
+}
