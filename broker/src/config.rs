@@ -107,6 +107,10 @@ pub struct Settings {
     /// (group.initial.rebalance.delay.ms) [default: 0].
     #[arg(long)]
     pub group_initial_rebalance_delay_ms: Option<i32>,
+    /// Time between log-cleaner passes over compacted partitions
+    /// (log.cleaner.backoff.ms) [default: 15000].
+    #[arg(long)]
+    pub log_cleaner_backoff_ms: Option<u64>,
 }
 
 /// A setting that cannot be used, with the reason.
@@ -178,7 +182,8 @@ impl Settings {
             offsets_topic_num_partitions,
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
-            group_initial_rebalance_delay_ms
+            group_initial_rebalance_delay_ms,
+            log_cleaner_backoff_ms
         )
     }
 
@@ -364,7 +369,16 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        let log_cleaner_backoff_ms = self.log_cleaner_backoff_ms.unwrap_or(15_000);
+        if log_cleaner_backoff_ms < 100 {
+            return Err(bad(
+                "log_cleaner_backoff_ms",
+                log_cleaner_backoff_ms.to_string(),
+                "must be at least 100",
+            ));
+        }
         Ok(BrokerConfig {
+            log_cleaner_backoff_ms,
             offsets_topic_num_partitions,
             groups,
             leader_lease_enable: self.leader_lease_enable.unwrap_or(true),
@@ -423,6 +437,8 @@ pub struct BrokerConfig {
     pub controller_listen: SocketAddr,
     /// Combined mode: the in-process controller's lease settings.
     pub lease: LeaseConfig,
+    /// Kafka's log.cleaner.backoff.ms.
+    pub log_cleaner_backoff_ms: u64,
     /// Kafka's offsets.topic.num.partitions.
     pub offsets_topic_num_partitions: i32,
     /// The group coordinator's limits (session timeouts, initial delay).

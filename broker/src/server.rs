@@ -88,11 +88,6 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), String
     read_result.and(written)
 }
 
-/// Compacted partitions are cleaned every 30 s (Kafka's cleaner backs off
-/// 15 s when it finds nothing to do); a pass over a clean log writes
-/// nothing.
-const CLEAN_EVERY_TICKS: u64 = 300;
-
 /// One cleaning pass of a compacted partition (the log cleaner).
 fn clean(p: &crate::partition::Partition, now: i64) {
     match p.log.clean(now) {
@@ -107,11 +102,14 @@ fn clean(p: &crate::partition::Partition, now: i64) {
 }
 
 /// Timed work: interval flushes (every 100 ms), high-watermark checkpoints
-/// (every 5 s, Kafka's default), compaction (every 30 s) and retention (every 5 minutes, Kafka's
+/// (every 5 s, Kafka's default), compaction (log.cleaner.backoff.ms) and retention (every 5 minutes, Kafka's
 /// log.retention.check.interval.ms).
 async fn maintain(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut ticks: u64 = 0;
+    // Compacted partitions are cleaned every log.cleaner.backoff.ms; a pass
+    // over a clean log writes nothing.
+    let clean_every = (broker.config.log_cleaner_backoff_ms / 100).max(1);
     loop {
         tick.tick().await;
         ticks += 1;
@@ -135,7 +133,7 @@ async fn maintain(broker: Arc<Broker>) {
                         let _ = log.apply_retention(now);
                     }
                 }
-                if ticks % CLEAN_EVERY_TICKS == 0 && p.compacts() {
+                if ticks % clean_every == 0 && p.compacts() {
                     clean(&p, now);
                 }
             }

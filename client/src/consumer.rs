@@ -278,6 +278,7 @@ impl Consumer {
         }
         let mut bytes = data.records.clone().unwrap_or_default();
         let mut records = Vec::new();
+        let end = batches_end(&bytes);
         if !bytes.is_empty() {
             let sets = RecordBatchDecoder::decode_all(&mut bytes)
                 .map_err(|e| ClientError::Protocol(format!("bad records: {e}")))?;
@@ -302,6 +303,12 @@ impl Consumer {
                         .collect(),
                 });
             }
+        }
+        // A compacted log may hold batches whose records were all cleaned
+        // away: the position still moves past them.
+        if let Some((end, epoch)) = end.filter(|(end, _)| Some(*end) > position.offset) {
+            position.offset = Some(end);
+            position.epoch = Some(epoch);
         }
         self.positions.insert(key, position);
         Ok(records)
@@ -413,4 +420,26 @@ impl Consumer {
             ..position
         })
     }
+}
+
+/// The offset after the last complete RecordBatch v2 in `bytes`
+/// (`baseOffset + lastOffsetDelta + 1`) and that batch's leader epoch: where
+/// reading continues even when the batches held no records.
+fn batches_end(bytes: &[u8]) -> Option<(i64, i32)> {
+    let mut pos = 0usize;
+    let mut end = None;
+    while bytes.len() >= pos + 27 {
+        let at = |i: usize, n: usize| &bytes[pos + i..pos + i + n];
+        let base = i64::from_be_bytes(at(0, 8).try_into().ok()?);
+        let length = i32::from_be_bytes(at(8, 4).try_into().ok()?);
+        let epoch = i32::from_be_bytes(at(12, 4).try_into().ok()?);
+        let last_delta = i32::from_be_bytes(at(23, 4).try_into().ok()?);
+        let size = 12 + usize::try_from(length).ok()?;
+        if bytes.len() < pos + size {
+            break; // a partial batch at the end of a fetch
+        }
+        end = Some((base + i64::from(last_delta) + 1, epoch));
+        pos += size;
+    }
+    end
 }

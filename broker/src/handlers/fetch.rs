@@ -140,8 +140,13 @@ fn read_partition(
     if max == 0 && !first {
         return data.with_records(Some(bytes::Bytes::new()));
     }
-    match log.read(p.fetch_offset, max.max(1), limit) {
-        Ok(read) => data.with_records(Some(read.bytes.into())),
+    let read = if follower {
+        log.read(p.fetch_offset, max.max(1), limit).map(|r| r.bytes)
+    } else {
+        read_records(&log, p.fetch_offset, max.max(1), limit)
+    };
+    match read {
+        Ok(bytes) => data.with_records(Some(bytes.into())),
         Err(ReadError::OffsetOutOfRange { .. }) => {
             data.with_error_code(ResponseError::OffsetOutOfRange.code())
         }
@@ -154,4 +159,40 @@ fn read_partition(
             data.with_error_code(ResponseError::KafkaStorageError.code())
         }
     }
+}
+
+/// A consumer's read: like `Log::read`, but without the batches the log
+/// cleaner emptied (a compacted log keeps them so its offsets stay
+/// contiguous for followers). Many clients stall on a response holding only
+/// record-less batches; a gap before the next batch is what they expect of
+/// a compacted topic. Reads on past emptied batches, up to `max_bytes`.
+fn read_records(
+    log: &storage::Log,
+    from: i64,
+    max_bytes: usize,
+    limit: i64,
+) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while next < limit && out.len() < max_bytes {
+        let read = log.read(next, max_bytes - out.len(), limit)?;
+        if read.next_offset <= next {
+            break;
+        }
+        next = read.next_offset;
+        let mut pos = 0;
+        while let Ok(h) = storage::batch::parse_header(&read.bytes[pos..], usize::MAX >> 1) {
+            if h.records_count > 0 {
+                out.extend_from_slice(&read.bytes[pos..pos + h.size]);
+            }
+            pos += h.size;
+            if pos >= read.bytes.len() {
+                break;
+            }
+        }
+        if !out.is_empty() {
+            break;
+        }
+    }
+    Ok(out)
 }

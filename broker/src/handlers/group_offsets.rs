@@ -41,7 +41,12 @@ pub async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> 
     if broker.image().topics.contains_key(OFFSETS_TOPIC) {
         return Ok(());
     }
-    let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+    // Kafka's offsets.topic.segment.bytes (100 MiB): only closed segments
+    // are compacted, so the broker's 1 GiB default would never clean it.
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("segment.bytes".to_string(), (100 << 20).to_string()),
+    ]);
     let partitions = broker.config.offsets_topic_num_partitions;
     match crate::controller_link::create_topic(
         broker,
