@@ -17,7 +17,17 @@ async fn started() -> (Baton, client::Connection) {
     let baton = Baton::start(&[]);
     let mut conn = baton.connect().await;
     create_topic(&mut conn, TOPIC, 2).await;
+    fill(&mut conn).await;
     (baton, conn)
+}
+
+/// Partition 0 gets 20 records (high watermark 20); partition 1 stays
+/// empty: commits are checked against the high watermark.
+async fn fill(conn: &mut client::Connection) {
+    let values: Vec<Vec<u8>> = (0..20).map(|i| format!("r{i}").into_bytes()).collect();
+    let values: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+    let batch = storage::batch::build_batch(&values, 1_000);
+    assert_eq!(common::produce(conn, TOPIC, 0, batch.into()).await.0, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,7 +67,7 @@ async fn bad_group_input_gets_the_right_error_and_changes_nothing() {
         .expect("join");
     assert_eq!(r.error_code, 26, "{r:?}");
     // Commits: unknown member 25, wrong generation 22, unknown partition 3,
-    // negative offset 1, oversized metadata 12.
+    // negative offset or one past the high watermark 1.
     assert_eq!(
         commit(&mut conn, group, "stranger", generation, TOPIC, &[(0, 9)]).await,
         vec![25]
@@ -147,8 +157,8 @@ async fn non_leader_sync_and_foreign_commits_change_nothing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let follower = b_joined.member_id.to_string();
     let plan = vec![
-        (leader.clone(), assignment(TOPIC, &[0])),
-        (follower.clone(), assignment(TOPIC, &[1])),
+        (leader.clone(), assignment(TOPIC, &[1])),
+        (follower.clone(), assignment(TOPIC, &[0])),
     ];
     assert_eq!(
         sync(&mut a, group, &leader, generation, plan, 5)
@@ -160,19 +170,19 @@ async fn non_leader_sync_and_foreign_commits_change_nothing() {
     assert_eq!(b_synced.error_code, 0);
     assert_eq!(
         b_synced.assignment,
-        assignment(TOPIC, &[1]),
+        assignment(TOPIC, &[0]),
         "the leader's plan, not B's"
     );
-    // A commits for partition 1, which B owns: refused, nothing stored.
+    // A commits for partition 0, which B owns: refused, nothing stored.
     assert_eq!(
-        commit(&mut a, group, &leader, generation, TOPIC, &[(1, 4)]).await,
+        commit(&mut a, group, &leader, generation, TOPIC, &[(0, 4)]).await,
         vec![22]
     );
     assert_eq!(
-        commit(&mut b, group, &follower, generation, TOPIC, &[(1, 2)]).await,
+        commit(&mut b, group, &follower, generation, TOPIC, &[(0, 2)]).await,
         vec![0]
     );
-    assert_eq!(committed(&mut a, group, TOPIC, &[1]).await, vec![2]);
+    assert_eq!(committed(&mut a, group, TOPIC, &[0]).await, vec![2]);
 }
 
 async fn conn_join(conn: &mut client::Connection, group: &str, member: &str) -> JoinGroupResponse {
@@ -217,7 +227,7 @@ async fn silent_members_are_removed_and_fenced() {
         &zombie,
         joined.generation_id,
         TOPIC,
-        &[(0, 99)],
+        &[(0, 15)],
     )
     .await;
     assert!(
@@ -279,6 +289,7 @@ async fn groups_survive_a_restart() {
         let baton = Baton::start_in(&data, &[]);
         let mut conn = baton.connect().await;
         create_topic(&mut conn, TOPIC, 2).await;
+        fill(&mut conn).await;
         let (member, generation) = sole_member(&mut conn, "durable", TOPIC, &[0, 1]).await;
         assert_eq!(
             commit(
@@ -287,7 +298,7 @@ async fn groups_survive_a_restart() {
                 &member,
                 generation,
                 TOPIC,
-                &[(0, 4), (1, 6)]
+                &[(0, 4), (1, 0)]
             )
             .await,
             vec![0, 0]
@@ -298,7 +309,7 @@ async fn groups_survive_a_restart() {
     let mut conn = baton.connect().await;
     assert_eq!(
         committed(&mut conn, "durable", TOPIC, &[0, 1]).await,
-        vec![4, 6]
+        vec![4, 0]
     );
     let code = retry!(c = heartbeat(&mut conn, "durable", &member, generation, 4).await; c);
     assert_eq!(code, 0, "the member is restored in its generation");

@@ -14,6 +14,7 @@
 //! are appended as leader and answered only once the high watermark passes
 //! them (replicated to `min.insync.replicas`), like an acks=all produce.
 
+pub mod log_ends;
 pub mod records;
 mod shard;
 
@@ -31,6 +32,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Default)]
 pub struct Coordinator {
     shards: Mutex<HashMap<i32, Arc<Shard>>>,
+    /// High watermarks commits are checked against.
+    pub log_ends: log_ends::LogEnds,
 }
 
 impl Coordinator {

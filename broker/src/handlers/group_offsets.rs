@@ -200,6 +200,15 @@ async fn commit(
 ) -> Result<(), ResponseError> {
     check_group_id(group_id)?;
     let shard = broker.coordinator.shard(broker, group_id)?;
+    for item in items.iter_mut() {
+        let ends = &broker.coordinator.log_ends;
+        if ends
+            .beyond(broker, &item.topic, item.partition, item.committed.offset)
+            .await
+        {
+            item.result = Err(ResponseError::OffsetOutOfRange);
+        }
+    }
     let pending = {
         let mut groups = shard.lock();
         if let Some(entry) = groups.get(group_id) {
@@ -215,7 +224,7 @@ async fn commit(
             .get(group_id)
             .map(|e| super::group_members::owners(&e.group))
             .unwrap_or_default();
-        for item in items.iter_mut() {
+        for item in items.iter_mut().filter(|i| i.result.is_ok()) {
             item.result = check_item(&image, &owners, &member.id, item);
         }
         let entries: Vec<Entry> = items
