@@ -7,6 +7,7 @@
 //! to the session timeout (the floor: a dead broker cannot be fenced
 //! sooner) and the acks=all write latency before any kill.
 
+use baton_benches::{broker_args, spawn, Node};
 use clap::Parser;
 use client::Connection;
 use hdrhistogram::Histogram;
@@ -16,9 +17,7 @@ use kafka_protocol::messages::produce_request::{
 };
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Failover benchmark.
@@ -36,58 +35,6 @@ struct Args {
 }
 
 const TOPIC: &str = "failover";
-
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(baton: &Path, args: &[String], ready: &str) -> Node {
-    let mut child = Command::new(baton)
-        .args(args)
-        .env("BATON_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start baton");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ready = ready.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with(&ready) {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("node did not start");
-    Node(child)
-}
-
-fn broker_args(id: i32, port: u16, quorum: &str, dir: &Path) -> Vec<String> {
-    let data = dir.join(format!("broker-{id}")).display().to_string();
-    [
-        "broker",
-        "--node-id",
-        &id.to_string(),
-        "--controllers",
-        quorum,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--data-dir".into(),
-        data,
-    ])
-    .collect()
-}
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -166,33 +113,9 @@ async fn throughput(bootstrap: &str, topic: &str, secs: u64) -> (f64, f64, f64) 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let baton = args
-        .baton
-        .unwrap_or_else(|| std::env::current_exe().unwrap().with_file_name("baton"));
+    let baton = baton_benches::baton_binary(args.baton);
     let dir = tempfile::tempdir().expect("tempdir");
-    let quorum: Vec<String> = (0..3)
-        .map(|i| format!("{}=127.0.0.1:{}", i + 1, args.base_port + 100 + i))
-        .collect();
-    let quorum = quorum.join(",");
-    let _controllers: Vec<Node> = (1..=3)
-        .map(|id| {
-            let data = dir
-                .path()
-                .join(format!("controller-{id}"))
-                .display()
-                .to_string();
-            let a = [
-                "controller",
-                "--id",
-                &id.to_string(),
-                "--quorum",
-                &quorum,
-                "--data-dir",
-                &data,
-            ];
-            spawn(&baton, &a.map(String::from), "baton controller")
-        })
-        .collect();
+    let (_controllers, quorum) = baton_benches::controllers(&baton, args.base_port, dir.path());
     let port = |id: i32| args.base_port + id as u16 - 1;
     let addr = |id: i32| format!("127.0.0.1:{}", port(id));
     let mut brokers: Vec<Option<Node>> = (1..=3)
