@@ -98,7 +98,7 @@ async fn malformed_frames_close_the_connection_and_nothing_else() {
         ),
         ("unknown API key", frame(9_999, 0, &[])),
         ("unsupported version", frame(3, 99, &[])),
-        ("unadvertised API", frame(11, 5, &[])), // JoinGroup
+        ("unadvertised API", frame(22, 1, &[])), // InitProducerId
         ("array count larger than the frame", huge_array),
         ("compact array count larger than the frame", huge_compact),
         ("truncated body", frame(3, 1, &[0, 0, 0, 2, 0, 3, b'a'])),

@@ -43,6 +43,11 @@ fn member(client: &str, bootstrap: &str, group: &str, log: &Path, assignor: &str
         .expect("start a group member")
 }
 
+fn bootstrap_of(cluster: &LocalCluster) -> String {
+    let addrs: Vec<&str> = [1, 2, 3].iter().map(|b| cluster.broker_addr(*b)).collect();
+    addrs.join(",")
+}
+
 fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -93,11 +98,7 @@ struct Run {
 impl Run {
     async fn start(client: &str, assignor: &str, group: &str) -> Run {
         let cluster = LocalCluster::start(3, 3);
-        let bootstrap: Vec<String> = [1, 2, 3]
-            .iter()
-            .map(|b| cluster.broker_addr(*b).to_string())
-            .collect();
-        let bootstrap = bootstrap.join(",");
+        let bootstrap = bootstrap_of(&cluster);
         let mut admin = client::Admin::connect(&bootstrap).await.expect("admin");
         admin
             .create_topic(TOPIC, PARTITIONS, 3, &[])
@@ -348,11 +349,7 @@ async fn confluent_group_survives_a_coordinator_kill() {
 async fn a_thawed_coordinator_refuses_commits() {
     let _one = ONE_CLUSTER.lock().await;
     let cluster = LocalCluster::start(3, 3);
-    let bootstrap: Vec<String> = [1, 2, 3]
-        .iter()
-        .map(|b| cluster.broker_addr(*b).to_string())
-        .collect();
-    let bootstrap = bootstrap.join(",");
+    let bootstrap = bootstrap_of(&cluster);
     let mut admin = client::Admin::connect(&bootstrap).await.expect("admin");
     admin
         .create_topic(TOPIC, 1, 3, &[])

@@ -174,7 +174,8 @@ fn read_records(
 ) -> Result<Vec<u8>, ReadError> {
     let mut out = Vec::new();
     let mut next = from;
-    while next < limit && out.len() < max_bytes {
+    loop {
+        // The first read also reports an offset out of range.
         let read = log.read(next, max_bytes - out.len(), limit)?;
         if read.next_offset <= next {
             break;
@@ -190,7 +191,7 @@ fn read_records(
                 break;
             }
         }
-        if !out.is_empty() {
+        if !out.is_empty() || next >= limit || out.len() >= max_bytes {
             break;
         }
     }

@@ -96,6 +96,17 @@ pub async fn sync_static(
     generation: i32,
     assignments: Vec<(String, Bytes)>,
 ) -> SyncGroupResponse {
+    let req = sync_request(group, member, generation, assignments)
+        .with_group_instance_id(Some(s(instance)));
+    conn.send(&req, 5).await.expect("sync")
+}
+
+fn sync_request(
+    group: &str,
+    member: &str,
+    generation: i32,
+    assignments: Vec<(String, Bytes)>,
+) -> SyncGroupRequest {
     let assignments = assignments
         .into_iter()
         .map(|(m, a)| {
@@ -104,13 +115,11 @@ pub async fn sync_static(
                 .with_assignment(a)
         })
         .collect();
-    let req = SyncGroupRequest::default()
+    SyncGroupRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_generation_id(generation)
         .with_member_id(s(member))
-        .with_group_instance_id(Some(s(instance)))
-        .with_assignments(assignments);
-    conn.send(&req, 5).await.expect("sync")
+        .with_assignments(assignments)
 }
 
 /// SyncGroup for `member` in `generation`, giving each member of
@@ -123,21 +132,9 @@ pub async fn sync(
     assignments: Vec<(String, Bytes)>,
     version: i16,
 ) -> SyncGroupResponse {
-    let assignments = assignments
-        .into_iter()
-        .map(|(m, a)| {
-            sync_group_request::SyncGroupRequestAssignment::default()
-                .with_member_id(s(&m))
-                .with_assignment(a)
-        })
-        .collect();
-    let req = SyncGroupRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_generation_id(generation)
-        .with_member_id(s(member))
+    let req = sync_request(group, member, generation, assignments)
         .with_protocol_type(Some(s("consumer")))
-        .with_protocol_name(Some(s("range")))
-        .with_assignments(assignments);
+        .with_protocol_name(Some(s("range")));
     conn.send(&req, version).await.expect("sync")
 }
 
