@@ -31,6 +31,68 @@ fn python() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-venv/bin/python")
 }
 
+/// A group member: a real client's process, or our Rust consumer as a task
+/// (`client` "rust"), whose crash is aborting the task.
+enum Member {
+    Process(Child),
+    Task(tokio::task::JoinHandle<()>, Arc<AtomicBool>),
+}
+
+impl Member {
+    fn start(client: &str, bootstrap: &str, group: &str, log: &Path, assignor: &str) -> Member {
+        if client == "rust" {
+            let stop = Arc::new(AtomicBool::new(false));
+            let session = Duration::from_millis(SESSION_MS);
+            let task =
+                common::rust_member::spawn(bootstrap, group, TOPIC, log, session, stop.clone());
+            return Member::Task(task, stop);
+        }
+        Member::Process(member(client, bootstrap, group, log, assignor))
+    }
+
+    fn kill(&mut self) {
+        match self {
+            Member::Process(child) => {
+                child.kill().expect("kill member");
+                let _ = child.wait();
+            }
+            Member::Task(task, _) => task.abort(),
+        }
+    }
+
+    /// Asks it to stop: a last commit, then LeaveGroup.
+    fn stop(&mut self) {
+        match self {
+            Member::Process(child) => {
+                let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+                let _ = rustix::process::kill_process(pid, Signal::TERM);
+            }
+            Member::Task(_, stop) => stop.store(true, Ordering::Relaxed),
+        }
+    }
+
+    async fn wait(&mut self) {
+        match self {
+            Member::Process(child) => {
+                let _ = child.wait();
+            }
+            Member::Task(task, _) => {
+                let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+            }
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        // A failed test leaves no client process behind.
+        if let Member::Process(child) = self {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn member(client: &str, bootstrap: &str, group: &str, log: &Path, assignor: &str) -> Child {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/clients/group_member.py");
@@ -88,7 +150,7 @@ struct Run {
     group: String,
     bootstrap: String,
     dir: tempfile::TempDir,
-    members: Vec<Child>,
+    members: Vec<Member>,
     ended: Vec<Option<i64>>,
     stop: Arc<AtomicBool>,
     acked: Acked,
@@ -113,7 +175,7 @@ impl Run {
         let dir = tempfile::tempdir().expect("tempdir");
         let members = (0..3)
             .map(|i| {
-                member(
+                Member::start(
                     client,
                     &bootstrap,
                     group,
@@ -172,8 +234,7 @@ impl Run {
     }
 
     fn kill_member(&mut self, i: usize) {
-        self.members[i].kill().expect("kill member");
-        let _ = self.members[i].wait();
+        self.members[i].kill();
         self.ended[i] = Some(wall_ms());
     }
 
@@ -209,14 +270,11 @@ impl Run {
         }
         for (i, m) in self.members.iter_mut().enumerate() {
             if self.ended[i].is_none() {
-                let _ = rustix::process::kill_process(
-                    rustix::process::Pid::from_raw(m.id() as i32).expect("pid"),
-                    Signal::TERM,
-                );
+                m.stop();
             }
         }
         for m in &mut self.members {
-            let _ = m.wait();
+            m.wait().await;
         }
         let end = wall_ms();
         let ended: Vec<Option<i64>> = self.ended.iter().map(|e| e.or(Some(end))).collect();
@@ -308,6 +366,11 @@ async fn confluent_group_survives_a_member_kill() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_group_survives_a_member_kill() {
+    member_kill("rust", "cooperative-sticky").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_group_survives_a_member_kill() {
     member_kill("kafka-python", "roundrobin").await;
 }
@@ -355,6 +418,14 @@ async fn a_thawed_coordinator_refuses_commits() {
         .create_topic(TOPIC, 1, 3, &[])
         .await
         .expect("create topic");
+    // Records to commit offsets of (commits past the log end are refused).
+    let config = client::ProducerConfig::new(&bootstrap);
+    let producer = client::Producer::new(config).await.expect("producer");
+    for i in 0..10 {
+        let record = client::Record::new(TOPIC, format!("r{i}")).with_partition(0);
+        let delivery = producer.send(record).await.expect("send");
+        delivery.await.expect("acknowledged");
+    }
     let group = "zombie-coordinator";
     let mut conn = coordinator_connection(&bootstrap, group).await;
     assert_eq!(

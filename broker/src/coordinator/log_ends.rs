@@ -1,13 +1,15 @@
-//! The high watermarks the coordinator checks committed offsets against: a
-//! commit past a partition's high watermark names records no consumer can
-//! have read, so it is refused (OFFSET_OUT_OF_RANGE) rather than stored to
-//! make the group skip data later.
+//! The log ends the coordinator checks committed offsets against: a commit
+//! past a partition's log end names records no consumer can have read, so
+//! it is refused (OFFSET_OUT_OF_RANGE) rather than stored to make the group
+//! skip data later.
 //!
-//! The partition's leader knows its high watermark; when that is another
-//! broker it is asked by ListOffsets. Answers are cached and asked again
-//! only when a commit passes the cached value, so steady commits (at or
-//! below what consumers fetched) cost nothing. If the leader cannot be
-//! asked, the commit is accepted, as Kafka accepts every offset.
+//! When this broker leads the partition its log end is used; otherwise the
+//! leader's high watermark, asked by ListOffsets. Answers are cached and
+//! asked again only when a commit passes the cached value, so steady commits
+//! (at or below what consumers fetched) cost nothing. A commit is refused
+//! only if it is still past after five asks 100 ms apart (a new leader's
+//! high watermark can lag for a moment); if the leader cannot be asked at
+//! all, the commit is accepted, as Kafka accepts every offset.
 
 use crate::state::Broker;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Cached high watermarks by (topic, partition).
+/// Cached log ends by (topic, partition).
 #[derive(Debug, Default)]
 pub struct LogEnds {
     known: Mutex<HashMap<(String, i32), i64>>,
@@ -31,12 +33,24 @@ impl LogEnds {
         if cached.is_some_and(|hw| offset <= hw) {
             return false;
         }
-        let Some(hw) = high_watermark(broker, topic, partition).await else {
-            return false;
-        };
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known.insert(key, hw);
-        offset > hw
+        // A leader elected a moment ago may not know the high watermark its
+        // followers already saw: ask again a few times before refusing.
+        for attempt in 0..RETRIES {
+            let Some(end) = log_end(broker, topic, partition).await else {
+                return false;
+            };
+            self.known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), end);
+            if offset <= end {
+                return false;
+            }
+            if attempt + 1 < RETRIES {
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+        }
+        true
     }
 
     fn cached(&self, key: &(String, i32)) -> Option<i64> {
@@ -45,10 +59,16 @@ impl LogEnds {
     }
 }
 
-/// The partition's high watermark from its leader, this broker or another.
-async fn high_watermark(broker: &Broker, topic: &str, partition: i32) -> Option<i64> {
+/// Asks before refusing a commit past the log end.
+const RETRIES: usize = 5;
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// How far a consumer may have read: this broker's log end when it leads
+/// the partition (a new leader's high watermark may lag, its log end holds
+/// every committed record), else the leader's high watermark.
+async fn log_end(broker: &Broker, topic: &str, partition: i32) -> Option<i64> {
     if let Ok(led) = broker.leader(topic, partition, -1) {
-        return Some(led.partition.offsets().1);
+        return Some(led.partition.offsets().2);
     }
     let image = broker.image();
     let leader = image.partition(topic, partition)?.leader?;

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod group;
 pub mod member_logs;
+pub mod rust_member;
 
 use bytes::Bytes;
 use client::Connection;
