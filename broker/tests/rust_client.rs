@@ -95,7 +95,7 @@ async fn produce_and_consume_ten_thousand_records() {
     let err = admin.create_topic("bad name", 1, 1, &[]).await.unwrap_err();
     assert!(err.to_string().contains("InvalidTopicException"), "{err}");
     let err = admin
-        .create_topic("t", 1, 1, &[("cleanup.policy", "compact")])
+        .create_topic("t", 1, 1, &[("cleanup.policy", "shred")])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("InvalidConfig"), "{err}");
