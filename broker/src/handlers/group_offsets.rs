@@ -69,27 +69,19 @@ pub async fn ensure_offsets_topic(broker: &Broker) -> Result<(), ResponseError> 
 /// The coordinator of `group_id`: the leader of its offsets partition.
 fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, String, i32), ResponseError> {
     check_group_id(group_id)?;
-    let image = broker.image();
-    let topic = image
+    let partitions = broker
+        .image()
         .topics
         .get(OFFSETS_TOPIC)
+        .map(|t| t.partitions.len() as i32)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let index = records::partition_for(group_id, topic.partitions.len() as i32);
-    let leader = topic.partitions[index as usize]
-        .leader
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let endpoint = image
-        .brokers
-        .get(&leader)
-        .filter(|b| !b.fenced)
-        .ok_or(ResponseError::CoordinatorNotAvailable)?
-        .endpoint
-        .clone();
-    let (host, port) = endpoint
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
-        .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    Ok((leader, host, port))
+    let index = records::partition_for(group_id, partitions);
+    // The coordinator is wherever the partition's leadership is: the same
+    // lookup as the KIP-951 leader hint (a live leader and its endpoint).
+    super::leader_hint(broker, OFFSETS_TOPIC, index)
+        .and_then(|hint| Some((hint.leader, hint.endpoint?)))
+        .map(|(leader, (host, port))| (leader, host, port))
+        .ok_or(ResponseError::CoordinatorNotAvailable)
 }
 
 /// Handles FindCoordinator: groups only (no transactions).
