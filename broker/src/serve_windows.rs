@@ -4,7 +4,8 @@
 //! maintenance tick (100 ms; not synced: this is evidence for tests and
 //! operators, not state), so windows from several brokers on one clock can
 //! be compared: claim 2 says no two brokers' windows for a partition ever
-//! overlap.
+//! overlap. Loaded again at startup, so the file covers every run of the
+//! broker on that data directory (the fault campaign restarts brokers).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,6 +35,30 @@ pub struct ServeWindows {
 }
 
 impl ServeWindows {
+    /// The windows a previous run of this broker wrote to `data_dir`, so a
+    /// restart adds to the evidence instead of overwriting it. A missing or
+    /// unreadable file starts empty: it is evidence, not state.
+    pub fn load(data_dir: &Path) -> ServeWindows {
+        let mut windows: BTreeMap<String, BTreeMap<i32, Vec<Window>>> = BTreeMap::new();
+        for (key, list) in read(data_dir).unwrap_or_default() {
+            // Topic names may contain '-': the partition follows the last one.
+            let Some((topic, partition)) = key.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(partition) = partition.parse() else {
+                continue;
+            };
+            windows
+                .entry(topic.to_string())
+                .or_default()
+                .insert(partition, list);
+        }
+        ServeWindows {
+            windows: Mutex::new(windows),
+            dirty: Default::default(),
+        }
+    }
+
     /// Records that a request acts on `topic`-`partition` as leader in
     /// `epoch` at `now_ms`.
     pub fn served(&self, topic: &str, partition: i32, epoch: i32, now_ms: i64) {
@@ -83,6 +108,30 @@ pub fn read(data_dir: &Path) -> std::io::Result<BTreeMap<String, Vec<Window>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restart_keeps_the_windows_of_the_previous_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ServeWindows::default();
+        first.served("my-topic", 2, 1, 100);
+        first.write(dir.path()).unwrap();
+        let second = ServeWindows::load(dir.path());
+        second.served("my-topic", 2, 4, 500);
+        second.write(dir.path()).unwrap();
+        let epochs: Vec<i32> = read(dir.path()).unwrap()["my-topic-2"]
+            .iter()
+            .map(|w| w.leader_epoch)
+            .collect();
+        assert_eq!(epochs, vec![1, 4]);
+        assert_eq!(
+            ServeWindows::load(&dir.path().join("absent"))
+                .windows
+                .lock()
+                .unwrap()
+                .len(),
+            0
+        );
+    }
 
     #[test]
     fn windows_grow_per_epoch_and_survive_a_write() {

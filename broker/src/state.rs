@@ -70,6 +70,7 @@ impl Broker {
     pub fn open(config: BrokerConfig, session: BrokerSession) -> anyhow::Result<Arc<Broker>> {
         let lock = storage::fs::DirLock::acquire(&config.data_dir)?;
         Ok(Arc::new(Broker {
+            serve_windows: crate::serve_windows::ServeWindows::load(&config.data_dir),
             config,
             image: watch::channel(Arc::new(MetadataImage::default())).0,
             partitions: RwLock::new(HashMap::new()),
@@ -78,7 +79,6 @@ impl Broker {
             coordinator: Default::default(),
             fetchers: Mutex::new(HashMap::new()),
             clock: std::time::Instant::now(),
-            serve_windows: Default::default(),
             _lock: lock,
         }))
     }
@@ -216,8 +216,14 @@ impl Broker {
             .partition(topic, index)
             .ok_or(ResponseError::UnknownTopicOrPartition)?;
         crate::handlers::check_epoch(sent_epoch, state.leader_epoch)?;
-        let lease = !self.config.leader_lease_enable || self.session.lease_valid();
-        if state.leader != Some(self.id()) || !lease {
+        let standing = Standing {
+            image_leader: state.leader,
+            image_applied: image.applied,
+            lease_enabled: self.config.leader_lease_enable,
+            lease_valid: self.session.lease_valid(),
+            image_index_needed: self.session.image_index_needed(),
+        };
+        if !standing.may_lead(self.id()) {
             return Err(ResponseError::NotLeaderOrFollower);
         }
         let partition = self
@@ -280,5 +286,107 @@ impl Broker {
     /// Wakes long-poll fetches after a high watermark moved.
     pub fn notify_data(&self) {
         self.data_version.send_modify(|v| *v += 1);
+    }
+}
+
+/// What decides whether a broker may act as a partition's leader right now.
+#[derive(Debug, Clone, Copy)]
+struct Standing {
+    /// The leader its metadata image names.
+    image_leader: Option<i32>,
+    /// The metadata log index that image includes.
+    image_applied: u64,
+    /// `leader.lease.enable`.
+    lease_enabled: bool,
+    /// Whether the session's lease is live.
+    lease_valid: bool,
+    /// The index the broker's current registration was applied at.
+    image_index_needed: u64,
+}
+
+impl Standing {
+    /// Claim 2: the image names `me`, and (with the lease on) the lease is
+    /// live and the image is no older than the registration that gave it.
+    /// A broker fenced while cut off from the controllers registers again
+    /// the moment it can, and its fresh lease would otherwise let it serve
+    /// from the image it had before, which still names it leader of
+    /// partitions that moved meanwhile (found by the fault campaign's
+    /// isolate-leader fault).
+    fn may_lead(&self, me: i32) -> bool {
+        let lease = !self.lease_enabled
+            || (self.lease_valid && self.image_applied >= self.image_index_needed);
+        self.image_leader == Some(me) && lease
+    }
+}
+
+#[cfg(test)]
+mod standing_tests {
+    use super::Standing;
+
+    #[test]
+    fn a_broker_leads_only_named_with_a_live_lease_and_a_current_image() {
+        let base = Standing {
+            image_leader: Some(1),
+            image_applied: 50,
+            lease_enabled: true,
+            lease_valid: true,
+            image_index_needed: 40,
+        };
+        let cases = [
+            ("named, live lease, image past registration", base, true),
+            (
+                "image exactly at registration",
+                Standing {
+                    image_index_needed: 50,
+                    ..base
+                },
+                true,
+            ),
+            (
+                "re-registered, image from before",
+                Standing {
+                    image_index_needed: 51,
+                    ..base
+                },
+                false,
+            ),
+            (
+                "lease ran out",
+                Standing {
+                    lease_valid: false,
+                    ..base
+                },
+                false,
+            ),
+            (
+                "another leader named",
+                Standing {
+                    image_leader: Some(2),
+                    ..base
+                },
+                false,
+            ),
+            (
+                "no leader named",
+                Standing {
+                    image_leader: None,
+                    ..base
+                },
+                false,
+            ),
+            (
+                "lease off: stale image still serves (Kafka's behaviour)",
+                Standing {
+                    lease_enabled: false,
+                    lease_valid: false,
+                    image_index_needed: 99,
+                    ..base
+                },
+                true,
+            ),
+        ];
+        for (name, standing, expected) in cases {
+            assert_eq!(standing.may_lead(1), expected, "{name}");
+        }
     }
 }

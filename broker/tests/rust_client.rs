@@ -100,3 +100,44 @@ async fn produce_and_consume_ten_thousand_records() {
         .unwrap_err();
     assert!(err.to_string().contains("InvalidConfig"), "{err}");
 }
+
+/// A poll over several partitions where one fails (here: a topic that does
+/// not exist) still returns the others' records. Found by the fault
+/// campaign: the consumer used to return the error and drop records it had
+/// already fetched for the other partitions, whose positions had moved on,
+/// so they were never seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_partition_does_not_lose_the_records_of_the_others() {
+    let baton = Baton::start(&["--auto-create-topics", "false"]);
+    let mut admin = Admin::connect(&baton.addr).await.unwrap();
+    admin.create_topic("present", 1, 1, &[]).await.unwrap();
+    let producer = Producer::new(ProducerConfig::new(&baton.addr))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let record = Record::new("present", format!("v{i}").into_bytes()).with_partition(0);
+        producer.send(record).await.unwrap().await.unwrap();
+    }
+    let mut consumer = Consumer::new(ConsumerConfig::new(&baton.addr))
+        .await
+        .unwrap();
+    // "absent" sorts first, so it fails before "present" is fetched, and
+    // "zzz-absent" fails after it.
+    consumer.assign(&[("absent", 0), ("present", 0), ("zzz-absent", 0)]);
+    let mut offsets = Vec::new();
+    for _ in 0..20 {
+        let records = consumer
+            .poll(Duration::from_millis(100))
+            .await
+            .expect("the present partition's records, not the absent one's error");
+        offsets.extend(records.iter().map(|r| r.offset));
+        if offsets.len() >= 5 {
+            break;
+        }
+    }
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    assert!(
+        consumer.poll(Duration::from_millis(100)).await.is_err(),
+        "with nothing fetched, the failure is reported"
+    );
+}

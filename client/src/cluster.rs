@@ -8,6 +8,7 @@ use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// Metadata version the client speaks (has leader epochs and topic ids).
 pub const METADATA_VERSION: i16 = 12;
@@ -29,7 +30,14 @@ pub struct Cluster {
     leaders: HashMap<(String, i32), Leader>,
     partition_counts: HashMap<String, i32>,
     connections: HashMap<i32, Connection>,
+    /// Addresses whose connection failed, and until when not to connect to
+    /// them again (Kafka's reconnect backoff): a dead broker is skipped
+    /// while metadata is refreshed until it names the new leader.
+    unreachable: HashMap<String, Instant>,
 }
+
+/// How long an address that failed is skipped.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
 pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -48,6 +56,7 @@ impl Cluster {
             leaders: HashMap::new(),
             partition_counts: HashMap::new(),
             connections: HashMap::new(),
+            unreachable: HashMap::new(),
         }
     }
 
@@ -66,8 +75,27 @@ impl Cluster {
             }))
             .with_allow_auto_topic_creation(auto_create);
         let mut last = None;
+        // Open connections first: asking a broker we already talk to costs
+        // no connect, and a dead one's connect can take a while.
+        let connected: Vec<i32> = self.connections.keys().copied().collect();
+        for broker in connected {
+            let conn = self.connections.get_mut(&broker).expect("listed above");
+            match conn.send(&request, METADATA_VERSION).await {
+                Ok(response) => {
+                    self.record(&response);
+                    return Ok(response);
+                }
+                Err(e) => {
+                    self.drop_connection(broker);
+                    last = Some(e);
+                }
+            }
+        }
         let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
         candidates.extend(self.bootstrap.iter().cloned());
+        // Addresses that failed lately go last, not never: they may be all
+        // there is.
+        candidates.sort_by_key(|addr| self.is_unreachable(addr));
         for addr in candidates {
             let attempt = async {
                 let mut conn = Connection::connect(&addr).await?;
@@ -78,10 +106,26 @@ impl Cluster {
                     self.record(&response);
                     return Ok(response);
                 }
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    self.mark_unreachable(&addr);
+                    last = Some(e);
+                }
             }
         }
         Err(last.unwrap_or_else(|| ClientError::Protocol("no bootstrap servers given".into())))
+    }
+
+    /// Remembers that `addr` failed just now.
+    pub fn mark_unreachable(&mut self, addr: &str) {
+        self.unreachable
+            .insert(addr.to_string(), Instant::now() + RECONNECT_BACKOFF);
+    }
+
+    /// Whether `addr` failed within the reconnect backoff.
+    pub fn is_unreachable(&self, addr: &str) -> bool {
+        self.unreachable
+            .get(addr)
+            .is_some_and(|until| Instant::now() < *until)
     }
 
     fn record(&mut self, response: &MetadataResponse) {
@@ -194,15 +238,30 @@ impl Cluster {
                 .get(&broker)
                 .cloned()
                 .ok_or_else(|| ClientError::Protocol(format!("unknown broker {broker}")))?;
-            let conn = Connection::connect(&addr).await?;
+            if self.is_unreachable(&addr) {
+                return Err(ClientError::Io {
+                    addr,
+                    source: std::io::Error::other("in reconnect backoff after a failure"),
+                });
+            }
+            let conn = match Connection::connect(&addr).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.mark_unreachable(&addr);
+                    return Err(e);
+                }
+            };
             self.connections.insert(broker, conn);
         }
         Ok(self.connections.get_mut(&broker).expect("inserted above"))
     }
 
-    /// Forgets a connection after an error, so the next use reconnects.
+    /// Forgets a connection after an error, so the next use reconnects
+    /// (after the reconnect backoff).
     pub fn drop_connection(&mut self, broker: i32) {
-        self.connections.remove(&broker);
+        if let Some(conn) = self.connections.remove(&broker) {
+            self.mark_unreachable(conn.addr());
+        }
     }
 
     /// Any connection: the first known broker, else a bootstrap server.

@@ -102,14 +102,23 @@ pub struct Connection {
     client_id: StrBytes,
 }
 
+/// How long a TCP connect may take (Kafka's
+/// `socket.connection.setup.timeout.ms`, shorter: brokers are on a LAN).
+/// A broker whose host vanished (a killed container) answers nothing at
+/// all; without a bound the connect waits for ARP to give up, seconds.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Connection {
-    /// Connects to `addr` (`host:port`).
+    /// Connects to `addr` (`host:port`), within [`CONNECT_TIMEOUT`].
     pub async fn connect(addr: &str) -> Result<Connection, ClientError> {
         let io = |source| ClientError::Io {
             addr: addr.to_string(),
             source,
         };
-        let stream = TcpStream::connect(addr).await.map_err(io)?;
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
         Ok(Connection {
             addr: addr.to_string(),

@@ -179,17 +179,28 @@ impl Consumer {
     }
 
     /// Fetches what is available on every assigned partition, waiting up to
-    /// `timeout` for something to arrive.
+    /// `timeout` for something to arrive. A partition whose fetch fails is
+    /// skipped this time (and retried on the next poll); the error is
+    /// returned only when no partition returned records.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ClientError> {
         let keys: Vec<(String, i32)> = self.positions.keys().cloned().collect();
         let mut out = Vec::new();
+        let mut failed = None;
         for (topic, partition) in keys {
-            let records = self
+            match self
                 .poll_partition(&topic, partition, timeout.min(self.config.max_wait))
-                .await?;
-            out.extend(records);
+                .await
+            {
+                Ok(records) => out.extend(records),
+                // The records of the other partitions moved their positions
+                // already: returning an error now would lose them.
+                Err(e) => failed = failed.or(Some(e)),
+            }
         }
-        Ok(out)
+        match failed {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
     }
 
     async fn poll_partition(

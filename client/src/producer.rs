@@ -452,6 +452,11 @@ async fn send_with_retries(
             });
         }
         tracing::debug!(topic, partition, attempt, %error, "produce retry");
+        if let (ClientError::Io { .. }, Some((_, c))) = (&error, conn.as_ref()) {
+            // The broker may be gone: refresh metadata rather than
+            // reconnect at once.
+            shared.cluster.lock().await.mark_unreachable(c.addr());
+        }
         *conn = None;
         let hint = {
             let mut hints = shared.hints.lock().unwrap_or_else(|e| e.into_inner());
@@ -488,8 +493,22 @@ async fn start_send(
             let addr = cluster.broker_addr(leader.broker).ok_or_else(|| {
                 ClientError::Protocol(format!("no address for broker {}", leader.broker))
             })?;
+            if cluster.is_unreachable(&addr) {
+                // Retried after a metadata refresh, which names the new
+                // leader as soon as there is one.
+                return Err(ClientError::Io {
+                    addr,
+                    source: std::io::Error::other("in reconnect backoff after a failure"),
+                });
+            }
             drop(cluster);
-            *conn = Some((leader.broker, Connection::connect(&addr).await?));
+            match Connection::connect(&addr).await {
+                Ok(c) => *conn = Some((leader.broker, c)),
+                Err(e) => {
+                    shared.cluster.lock().await.mark_unreachable(&addr);
+                    return Err(e);
+                }
+            }
         }
         leader
     };

@@ -27,6 +27,9 @@ struct SessionState {
     /// The lease settings the controller sent at registration; until then,
     /// the configured ones.
     lease: Option<LeaseConfig>,
+    /// The metadata index of the current registration: no image older than
+    /// this may be served from (see [`BrokerSession::image_index_needed`]).
+    registered_at_index: u64,
 }
 
 /// A broker's session with the controller quorum; cheap to clone.
@@ -82,6 +85,15 @@ impl BrokerSession {
             (state.acked_sent_at_ms, state.lease.unwrap_or(self.lease))
         };
         may_serve(&lease, acked, self.now_ms())
+    }
+
+    /// The oldest metadata image this broker may act as a leader from: the
+    /// index its current registration was applied at. A broker fenced while
+    /// cut off registers again and gets a fresh lease at once, but its image
+    /// still names it leader of partitions the controller moved meanwhile;
+    /// those moves are all at or below this index.
+    pub fn image_index_needed(&self) -> u64 {
+        self.lock().registered_at_index
     }
 
     /// The current broker epoch, if registered.
@@ -198,11 +210,13 @@ impl BrokerSession {
             epoch,
             session_timeout_ms,
             max_clock_drift_ppm,
+            metadata_index,
         }) = self.ask(request).await
         {
             self.registrations.fetch_add(1, Ordering::Relaxed);
             let mut state = self.lock();
             state.epoch = Some(epoch);
+            state.registered_at_index = metadata_index;
             state.lease = Some(LeaseConfig {
                 session_timeout_ms,
                 max_clock_drift_ppm,

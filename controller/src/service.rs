@@ -130,6 +130,12 @@ pub enum ControllerResponse {
         session_timeout_ms: u64,
         /// The controller's clock drift margin, in parts per million.
         max_clock_drift_ppm: u64,
+        /// The metadata log index the registration was applied at. Every
+        /// leader change made while the broker was fenced is at or below
+        /// it, so the broker must not serve as leader from an image older
+        /// than this (its old image may still name it leader).
+        #[serde(default)]
+        metadata_index: u64,
     },
     /// Heartbeat accepted: the session (and the broker's lease) goes on.
     HeartbeatOk,
@@ -361,7 +367,9 @@ impl Service {
                 broker_epoch: Some(epoch),
                 ..
             }) => {
-                let meta = self.controller.state().metadata;
+                let state = self.controller.state();
+                let metadata_index = state.last_applied.map_or(0, |l| l.index);
+                let meta = state.metadata;
                 let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some((tracker, _)) = sessions.as_mut() {
                     let _ = tracker.heartbeat(&meta, id, epoch, self.now_ms());
@@ -370,6 +378,7 @@ impl Service {
                     epoch,
                     session_timeout_ms: self.lease.session_timeout_ms,
                     max_clock_drift_ppm: self.lease.max_clock_drift_ppm,
+                    metadata_index,
                 }
             }
             other => other,

@@ -167,6 +167,18 @@ async fn sessions_fence_elect_and_refuse_bad_requests() {
         "live brokers stay unfenced"
     );
 
+    let moved_at = match ask(
+        a,
+        Req::GetMetadata {
+            after_applied: 0,
+            wait_ms: 0,
+        },
+    )
+    .await
+    {
+        Resp::Metadata { applied, .. } => applied,
+        other => panic!("metadata: {other:?}"),
+    };
     // The fenced broker's heartbeats are refused until it registers again.
     assert!(
         matches!(ask(a, Req::Heartbeat { id: 1, epoch: epochs[&1] }).await, Resp::Refused(w) if w.contains("fenced"))
@@ -181,7 +193,19 @@ async fn sessions_fence_elect_and_refuse_bad_requests() {
     )
     .await
     {
-        Resp::Registered { epoch, .. } => assert!(epoch > epochs[&3], "a new, higher broker epoch"),
+        Resp::Registered {
+            epoch,
+            metadata_index,
+            ..
+        } => {
+            assert!(epoch > epochs[&3], "a new, higher broker epoch");
+            // The broker must not lead from an image older than this: the
+            // moves made while it was fenced are all at or below it.
+            assert!(
+                metadata_index >= moved_at,
+                "registration at index {metadata_index}, partitions moved at {moved_at}"
+            );
+        }
         other => panic!("re-register: {other:?}"),
     }
     let meta = latest(&nodes);

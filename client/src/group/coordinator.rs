@@ -170,6 +170,11 @@ impl CoordinatorLink {
         Ok((c.node_id.0, format!("{}:{}", c.host, c.port)))
     }
 
+    /// The bootstrap list this link finds the coordinator through.
+    pub fn bootstrap(&self) -> String {
+        self.cluster_bootstrap()
+    }
+
     fn cluster_bootstrap(&self) -> String {
         self.cluster.bootstrap().join(",")
     }

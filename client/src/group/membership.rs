@@ -7,6 +7,7 @@
 use crate::connection::ClientError;
 use kafka_protocol::ResponseError;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// What a group error means for the member.
@@ -96,6 +97,13 @@ pub struct Membership {
     /// A fatal error: every later call returns it.
     pub fatal: Option<ClientError>,
     group_instance_id: Option<String>,
+    /// When the JoinGroup of the round in progress was sent.
+    join_sent_at: Option<Instant>,
+    /// When the last request the coordinator answered for this generation
+    /// (the join, or a heartbeat) was *sent*: the coordinator heard from
+    /// the member no earlier, so its session deadline is no earlier than
+    /// this plus the session timeout (see [`Membership::expire_session`]).
+    alive_since: Option<Instant>,
 }
 
 impl Membership {
@@ -110,6 +118,8 @@ impl Membership {
             lost_by: None,
             fatal: None,
             group_instance_id,
+            join_sent_at: None,
+            alive_since: None,
         }
     }
 
@@ -139,6 +149,34 @@ impl Membership {
     /// A JoinGroup/SyncGroup round starts.
     pub fn start_join(&mut self) {
         self.phase = Phase::Joining;
+        self.join_sent_at = Some(Instant::now());
+    }
+
+    /// The coordinator answered a heartbeat `sent` at `sent_at` (with no
+    /// error, or only asking for a rebalance: either way it heard the
+    /// member then).
+    pub fn heartbeat_answered(&mut self, sent: &MemberGeneration, sent_at: Instant) {
+        if self.current().as_ref() == Some(sent) {
+            self.alive_since = self.alive_since.max(Some(sent_at));
+        }
+    }
+
+    /// Ends the generation if the coordinator may have expired the member
+    /// by `now`: no answered request sent within `session_timeout` before
+    /// it. The member's partitions are then lost, before the coordinator
+    /// can give them to anyone else (as librdkafka does), so two members
+    /// never both believe they own one (a member cut off from a failing
+    /// coordinator would otherwise go on consuming). Returns whether it
+    /// ended the generation.
+    pub fn expire_session(&mut self, now: Instant, session_timeout: Duration) -> bool {
+        let overdue = self
+            .alive_since
+            .is_some_and(|since| now >= since + session_timeout);
+        if self.phase != Phase::Stable || self.generation_id.is_none() || !overdue {
+            return false;
+        }
+        self.react(ResponseError::IllegalGeneration);
+        true
     }
 
     /// A JoinGroup/SyncGroup round ended without a new generation: back to
@@ -159,6 +197,7 @@ impl Membership {
         self.phase = Phase::Stable;
         self.rejoin_needed = false;
         self.lost_by = None;
+        self.alive_since = self.join_sent_at.take().or(Some(Instant::now()));
     }
 
     /// Applies the answer to a request sent as `sent`. Answers about an
@@ -239,6 +278,17 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// [`Membership::expire_session`], waking `poll` if it ended the
+    /// generation.
+    pub fn expire_session(&self, now: Instant, session_timeout: Duration) -> bool {
+        let expired = self.lock().expire_session(now, session_timeout);
+        if expired {
+            tracing::warn!(?session_timeout, "no answer from the coordinator within the session timeout: partitions lost, rejoining");
+            self.wake.notify_one();
+        }
+        expired
     }
 
     /// Applies an answer's error to the membership and wakes `poll` if it
@@ -355,6 +405,41 @@ mod tests {
         assert!(m.heartbeat_target().is_none());
         m.joined(1, "m".into(), None);
         assert_eq!(m.heartbeat_target().unwrap().generation_id, 1);
+    }
+
+    #[test]
+    fn a_member_unheard_for_its_session_timeout_loses_its_generation() {
+        let session = Duration::from_millis(3000);
+        let mut m = stable(3);
+        let joined_at = m.alive_since.unwrap();
+        let sent = m.current().unwrap();
+        let at = |ms| joined_at + Duration::from_millis(ms);
+        m.heartbeat_answered(&sent, at(1000));
+        assert!(
+            !m.expire_session(at(3999), session),
+            "heard at 1000: alive until 4000"
+        );
+        // An answer about another generation proves nothing.
+        let other = MemberGeneration {
+            generation_id: 2,
+            ..sent.clone()
+        };
+        m.heartbeat_answered(&other, at(3500));
+        // An older answer arriving late does not move the deadline back.
+        m.heartbeat_answered(&sent, at(500));
+        assert!(m.expire_session(at(4000), session));
+        assert_eq!(m.generation_id, None);
+        assert!(m.rejoin_needed);
+        assert!(is_fenced(&m.not_in_generation("g")));
+        assert!(!m.expire_session(at(9000), session), "once only");
+    }
+
+    #[test]
+    fn a_joining_member_does_not_expire() {
+        let mut m = stable(3);
+        let since = m.alive_since.unwrap();
+        m.start_join();
+        assert!(!m.expire_session(since + Duration::from_secs(60), Duration::from_secs(1)));
     }
 
     #[test]

@@ -242,6 +242,7 @@ impl GroupConsumer {
             CoordinatorLink::new(&config.bootstrap, &config.group_id),
             shared.clone(),
             config.heartbeat_interval,
+            config.session_timeout,
         );
         Ok(GroupConsumer {
             cluster: Cluster::new(&config.bootstrap),
@@ -324,6 +325,7 @@ impl GroupConsumer {
             return Err(ClientError::Protocol("poll before subscribe".into()));
         }
         self.maybe_auto_commit();
+        self.expire_session();
         self.ensure_active(listener).await?;
         self.restore_positions().await?;
         if self.owned.is_empty() {
@@ -331,7 +333,21 @@ impl GroupConsumer {
             return Ok(Vec::new());
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        self.consumer.poll(left).await
+        let records = self.consumer.poll(left).await?;
+        if self.expire_session() {
+            // The session ran out during the fetch: these partitions may be
+            // someone else's already, so their records are not handed out
+            // (the next owner reads them from the committed offset).
+            return Ok(Vec::new());
+        }
+        Ok(records)
+    }
+
+    /// Ends the generation if the coordinator may have expired this member
+    /// ([`membership::Membership::expire_session`]).
+    fn expire_session(&self) -> bool {
+        self.shared
+            .expire_session(std::time::Instant::now(), self.config.session_timeout)
     }
 
     /// Commits the position of every assigned partition, under the current
@@ -341,7 +357,27 @@ impl GroupConsumer {
     /// make the next poll rejoin. Coordinator moves are retried.
     pub async fn commit_sync(&mut self) -> Result<(), ClientError> {
         let offsets = self.current_offsets();
-        self.commit(offsets)?.await
+        let handle = self.commit(offsets)?;
+        self.await_commit(handle).await
+    }
+
+    /// Waits for a commit's answer, but not past the end of the generation:
+    /// if the session expires meanwhile, the commit's fate no longer
+    /// matters to this member, whose next poll must report the partitions
+    /// lost before the coordinator hands them to another member.
+    async fn await_commit(&self, handle: CommitHandle) -> Result<(), ClientError> {
+        let mut handle = std::pin::pin!(handle);
+        loop {
+            tokio::select! {
+                answer = &mut handle => return answer,
+                _ = self.shared.wake.notified() => {
+                    let m = self.shared.lock();
+                    if m.generation_id.is_none() {
+                        return Err(m.not_in_generation(&self.config.group_id));
+                    }
+                }
+            }
+        }
     }
 
     /// Like [`commit_sync`](Self::commit_sync) without waiting: commits are
@@ -368,7 +404,8 @@ impl GroupConsumer {
                 leader_epoch: None,
             })
             .collect();
-        self.commit(offsets)?.await
+        let handle = self.commit(offsets)?;
+        self.await_commit(handle).await
     }
 
     /// Leaves the group (LeaveGroup), so its partitions move at once rather

@@ -32,22 +32,42 @@ struct Commit {
     reply: oneshot::Sender<Result<(), ClientError>>,
 }
 
-/// The running session task.
+/// The running session: a heartbeat task and a commit task, each with its
+/// own link to the coordinator, so a commit stuck on a failing coordinator
+/// never holds back the heartbeats that keep the member in the group.
 #[derive(Debug)]
 pub struct Session {
     commits: mpsc::Sender<Commit>,
-    task: JoinHandle<()>,
+    heartbeats: JoinHandle<()>,
+    committer: JoinHandle<()>,
 }
 
 /// Resolves when a commit was answered.
 pub type CommitReply = oneshot::Receiver<Result<(), ClientError>>;
 
 impl Session {
-    /// Starts the task for the group `link` serves.
-    pub fn start(link: CoordinatorLink, shared: Arc<Shared>, interval: Duration) -> Session {
+    /// Starts the task for the group `link` serves, heartbeating every
+    /// `interval` and ending the generation when no heartbeat was answered
+    /// within `session_timeout`.
+    pub fn start(
+        link: CoordinatorLink,
+        shared: Arc<Shared>,
+        interval: Duration,
+        session_timeout: Duration,
+    ) -> Session {
         let (commits, rx) = mpsc::channel(COMMITS_QUEUED_MAX);
-        let task = tokio::spawn(run(link, shared, interval, rx));
-        Session { commits, task }
+        let timing = Timing {
+            interval,
+            session_timeout,
+        };
+        let commit_link = CoordinatorLink::new(&link.bootstrap(), link.group_id());
+        let heartbeats = tokio::spawn(heartbeat_loop(link, shared.clone(), timing));
+        let committer = tokio::spawn(commit_loop(commit_link, shared, rx));
+        Session {
+            commits,
+            heartbeats,
+            committer,
+        }
     }
 
     /// Queues a commit of `offsets` as `member`, without waiting: commits
@@ -79,30 +99,42 @@ impl Drop for Session {
     /// A dropped consumer stops heartbeating at once, so the coordinator
     /// expires it after the session timeout.
     fn drop(&mut self) {
-        self.task.abort();
+        self.heartbeats.abort();
+        self.committer.abort();
     }
 }
 
-async fn run(
-    mut link: CoordinatorLink,
-    shared: Arc<Shared>,
+/// The session's clocks.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
     interval: Duration,
-    mut commits: mpsc::Receiver<Commit>,
-) {
-    let mut tick = tokio::time::interval(interval);
+    session_timeout: Duration,
+}
+
+async fn heartbeat_loop(mut link: CoordinatorLink, shared: Arc<Shared>, timing: Timing) {
+    let mut tick = tokio::time::interval(timing.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => heartbeat(&mut link, &shared).await,
-            commit = commits.recv() => match commit {
-                Some(c) => {
-                    let result = send_commit(&mut link, &shared, &c.offsets, &c.member).await;
-                    // The caller may have stopped waiting (commit_async).
-                    let _ = c.reply.send(result);
-                }
-                None => return,
-            },
+        tick.tick().await;
+        // Checked one tick early: the next check would come too late to
+        // stop before the coordinator's deadline.
+        let next_check = std::time::Instant::now() + timing.interval;
+        if !shared.expire_session(next_check, timing.session_timeout) {
+            heartbeat(&mut link, &shared).await;
         }
+    }
+}
+
+/// Sends queued commits one at a time, in order.
+async fn commit_loop(
+    mut link: CoordinatorLink,
+    shared: Arc<Shared>,
+    mut commits: mpsc::Receiver<Commit>,
+) {
+    while let Some(c) = commits.recv().await {
+        let result = send_commit(&mut link, &shared, &c.offsets, &c.member).await;
+        // The caller may have stopped waiting (commit_async).
+        let _ = c.reply.send(result);
     }
 }
 
@@ -111,6 +143,7 @@ async fn heartbeat(link: &mut CoordinatorLink, shared: &Shared) {
     let Some(member) = shared.lock().heartbeat_target() else {
         return;
     };
+    let sent_at = std::time::Instant::now();
     let request = HeartbeatRequest::default()
         .with_group_id(super::commit::group_id(link.group_id()))
         .with_generation_id(member.generation_id)
@@ -121,7 +154,11 @@ async fn heartbeat(link: &mut CoordinatorLink, shared: &Shared) {
         .await
     {
         Ok(response) => {
-            if let Some(error) = ResponseError::try_from_code(response.error_code) {
+            let error = ResponseError::try_from_code(response.error_code);
+            if matches!(error, None | Some(ResponseError::RebalanceInProgress)) {
+                shared.lock().heartbeat_answered(&member, sent_at);
+            }
+            if let Some(error) = error {
                 on_group_error(shared, error, &member, "heartbeat");
             }
         }
