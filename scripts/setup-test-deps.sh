@@ -5,12 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v kcat >/dev/null 2>&1; then
-  echo "== installing kcat"
+if ! command -v kcat >/dev/null 2>&1 || ! command -v iptables >/dev/null 2>&1; then
+  echo "== installing kcat and iptables (the campaign's network faults)"
   sudo_cmd=""
   if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q kcat
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q kcat iptables
 fi
 
 venv=target/test-venv

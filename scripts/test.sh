@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test Baton has: formatting, lints, then the whole workspace's
-# unit, model, integration and doc tests. The README's second command.
+# Runs every test Baton has: formatting, lints, the whole workspace's unit,
+# model, integration and doc tests, then the short fault campaign against
+# the docker-compose cluster (docs/campaign.md). The README's second command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +14,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+echo "== fault campaign (short, seed 1) on the compose cluster"
+scripts/campaign short

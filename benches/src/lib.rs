@@ -1,6 +1,8 @@
 //! What the cluster benchmarks share: `baton` controller and broker
 //! processes on loopback, killed when dropped.
 
+pub mod campaign;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -11,6 +11,7 @@
 //! {"kind":"serve","broker":1,"topic":"t","partition":0,"leader_epoch":1,"first_ms":0,"last_ms":100}
 //! {"kind":"assign","group":"g","member":"m1","topic":"t","partition":0,"from_ms":0,"to_ms":50}
 //! {"kind":"final_log","topic":"t","partition":0,"records":[{"offset":0,"value":"v1"}]}
+//! {"kind":"nemesis","name":"kill-leader","targets":["broker-2"],"topic":"t","partition":0,"start_ms":100,"end_ms":200}
 //! ```
 //!
 //! Times are milliseconds of the campaign's clock. Unknown fields are
@@ -79,6 +80,9 @@ pub enum Op {
     Assign(Assignment),
     /// What a partition's log holds at the end, read after the faults healed.
     FinalLog(FinalLog),
+    /// A fault the campaign injected. No rule looks at it: it is context
+    /// for the run summary (failover times) and the timeline.
+    Nemesis(NemesisOp),
 }
 
 /// How a produce request ended, as the client saw it.
@@ -253,6 +257,29 @@ pub struct FinalLog {
     pub records: Vec<Record>,
 }
 
+/// A fault the campaign injected, from when it struck to when it healed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NemesisOp {
+    /// The fault kind: `kill-leader`, `kill-broker`, `kill-controller`,
+    /// `kill-coordinator`, `pause`, `isolate-leader`, `split-controllers`,
+    /// `restart`, `corrupt-follower`, ...
+    pub name: String,
+    /// The containers or services it hit.
+    pub targets: Vec<String>,
+    /// The topic whose partition leader it aimed at, if it aimed at one:
+    /// then the run summary measures that partition's failover.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// The partition whose leader it aimed at, with `topic`.
+    #[serde(default)]
+    pub partition: Option<PartitionId>,
+    /// When the fault struck.
+    pub start_ms: u64,
+    /// When the fault was healed.
+    pub end_ms: u64,
+}
+
 impl TopicPartition {
     /// The key of `topic` and `partition`.
     pub fn new(topic: &str, partition: PartitionId) -> Self {
@@ -298,6 +325,7 @@ impl Op {
             Op::Serve(o) => (o.first_ms, Some(o.last_ms)),
             Op::Assign(o) => (o.from_ms, o.to_ms),
             Op::FinalLog(_) => (0, None),
+            Op::Nemesis(o) => (o.start_ms, Some(o.end_ms)),
         };
         match end {
             Some(end) if end < start => Err(format!(

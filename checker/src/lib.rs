@@ -9,6 +9,8 @@
 //! - The rules, grouped by what they look at: the log's contents
 //!   (`log_rules`), order in time (`order_rules`), ownership of a partition
 //!   (`leadership_rules`).
+//! - [`report`]: what a run looked like beyond its verdict: leader changes,
+//!   failover times per fault, and an SVG timeline.
 //!
 //! ```
 //! let history = checker::parse(concat!(
@@ -25,6 +27,7 @@ pub mod history;
 mod leadership_rules;
 mod log_rules;
 mod order_rules;
+pub mod report;
 
 use std::collections::BTreeMap;
 

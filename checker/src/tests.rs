@@ -147,6 +147,15 @@ fn good_history() -> Vec<Op> {
         assign("m1", 0, Some(10)),
         assign("m2", 10, None),
         final_log(&[(0, "a"), (1, "b"), (2, "d")]),
+        // A fault is context only: no rule may flag the history for it.
+        Op::Nemesis(NemesisOp {
+            name: "kill-leader".into(),
+            targets: vec!["broker-1".into()],
+            topic: Some("t".into()),
+            partition: Some(0),
+            start_ms: 5,
+            end_ms: 15,
+        }),
     ]
 }
 
@@ -156,7 +165,7 @@ fn good_history_has_no_anomalies() {
         ops: good_history(),
     });
     assert!(report.is_valid(), "{:?}", report.anomalies);
-    assert_eq!(report.summary.operations, 12);
+    assert_eq!(report.summary.operations, 13);
     assert_eq!(report.summary.sends_acknowledged, 2);
     assert_eq!(
         report.summary.anomalies_by_class.len(),
@@ -451,6 +460,43 @@ fn parse_round_trip_and_errors() {
     assert!(parse(backwards)
         .unwrap_err()
         .starts_with("line 1: interval ends"));
+    let healed_before_struck =
+        r#"{"kind":"nemesis","name":"pause","targets":["broker-1"],"start_ms":5,"end_ms":4}"#;
+    assert!(parse(healed_before_struck)
+        .unwrap_err()
+        .starts_with("line 1: interval ends"));
+}
+
+#[test]
+fn parse_nemesis() {
+    let aimed = r#"{"kind":"nemesis","name":"kill-leader","targets":["broker-2"],"topic":"campaign","partition":0,"start_ms":100,"end_ms":200}"#;
+    let Op::Nemesis(n) = parse(aimed).unwrap().ops.remove(0) else {
+        panic!("not a nemesis")
+    };
+    assert_eq!(
+        (
+            n.name.as_str(),
+            n.targets,
+            n.topic,
+            n.partition,
+            n.start_ms,
+            n.end_ms
+        ),
+        (
+            "kill-leader",
+            vec!["broker-2".to_owned()],
+            Some("campaign".to_owned()),
+            Some(0),
+            100,
+            200
+        )
+    );
+    // Topic and partition are optional: most faults aim at no partition.
+    let unaimed = r#"{"kind":"nemesis","name":"kill-controller","targets":["controller-1"],"start_ms":1,"end_ms":2}"#;
+    assert!(parse(unaimed).is_ok());
+    let typo =
+        r#"{"kind":"nemesis","name":"pause","targets":[],"start_ms":1,"end_ms":2,"topik":"t"}"#;
+    assert!(parse(typo).unwrap_err().contains("topik"));
 }
 
 #[test]

@@ -64,6 +64,39 @@ struct Args {
     /// Broker flush policy when the benchmark starts its own broker.
     #[arg(long, default_value = "always")]
     flush: String,
+    /// Replication factor of the benchmark topics (3 on the compose
+    /// cluster: `--bootstrap 172.28.0.11:9092`).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i16,
+    /// Topic configs of the benchmark topics, `key=value`, repeatable
+    /// (e.g. `retention.bytes=1073741824` for a long run).
+    #[arg(long = "topic-config", value_parser = parse_config)]
+    topic_configs: Vec<(String, String)>,
+}
+
+fn parse_config(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected key=value")?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Creates a benchmark topic with the run's partitions, replication factor
+/// and configs.
+async fn create(admin: &mut Admin, args: &Args, topic: &str, partitions: i32) {
+    let configs: Vec<(&str, &str)> = args
+        .topic_configs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    admin
+        .create_topic(topic, partitions, args.replication_factor, &configs)
+        .await
+        .expect("create topic");
+}
+
+/// Each partition's leader epoch, to count leader changes over a run.
+async fn leader_epochs(admin: &mut Admin, topic: &str) -> Vec<i32> {
+    let info = admin.describe_topic(topic).await.expect("describe topic");
+    info.partitions.iter().map(|p| p.leader_epoch).collect()
 }
 
 struct Broker {
@@ -392,8 +425,8 @@ async fn main() {
     disks.sort_by(f64::total_cmp);
     let disk = disks[1];
     let limit = loopback.min(disk);
-    println!("baton-bench: {} records of {} B, batch {} B, linger {} ms, acks {}, {} partition(s), flush {}",
-        args.records, args.record_size, args.batch_size, args.linger_ms, args.acks, args.partitions, args.flush);
+    println!("baton-bench: {} records of {} B, batch {} B, linger {} ms, acks {}, {} partition(s), replication factor {}, flush {}",
+        args.records, args.record_size, args.batch_size, args.linger_ms, args.acks, args.partitions, args.replication_factor, args.flush);
     println!(
         "machine limits (same run): loopback TCP {loopback:.0} MB/s, disk write+fdatasync (1 MiB) median {disk:.0} MB/s (of {:.0}, {:.0}, {:.0})",
         disks[0], disks[1], disks[2]
@@ -401,10 +434,8 @@ async fn main() {
     let bytes = (args.records * args.record_size) as f64;
     let mut admin = Admin::connect(&broker.addr).await.expect("admin");
     let topic = format!("bench-{}", std::process::id());
-    admin
-        .create_topic(&topic, args.partitions, 1, &[])
-        .await
-        .expect("create topic");
+    create(&mut admin, &args, &topic, args.partitions).await;
+    let epochs_before = leader_epochs(&mut admin, &topic).await;
     let mut peak = None;
     if matches!(
         args.workload,
@@ -413,6 +444,15 @@ async fn main() {
         let (secs, h) = produce(&args, &broker.addr, &topic, None).await;
         let rate = args.records as f64 / secs;
         peak = Some(rate);
+        let epochs_after = leader_epochs(&mut admin, &topic).await;
+        let changes: i32 = epochs_after
+            .iter()
+            .zip(&epochs_before)
+            .map(|(a, b)| a - b)
+            .sum();
+        println!(
+            "leader changes during the peak produce ({secs:.0} s): {changes} (leader epochs {epochs_before:?} -> {epochs_after:?})"
+        );
         println!(
             "produce (baton client): {:.1} MB/s, {:.0} records/s, {:.0}% of the lower limit; {}",
             mb_s(bytes, secs),
@@ -423,10 +463,7 @@ async fn main() {
     }
     if matches!(args.workload, Workload::Produce | Workload::All) {
         let half_topic = format!("{topic}-half");
-        admin
-            .create_topic(&half_topic, args.partitions, 1, &[])
-            .await
-            .expect("create topic");
+        create(&mut admin, &args, &half_topic, args.partitions).await;
         let rate = peak.expect("peak measured") / 2.0;
         let (secs, h) = produce(&args, &broker.addr, &half_topic, Some(rate)).await;
         println!(
@@ -436,10 +473,7 @@ async fn main() {
             percentiles(&h)
         );
         let kcat_topic = format!("{topic}-kcat");
-        admin
-            .create_topic(&kcat_topic, args.partitions, 1, &[])
-            .await
-            .expect("create topic");
+        create(&mut admin, &args, &kcat_topic, args.partitions).await;
         match kcat_produce(&args, &broker.addr, &kcat_topic) {
             Ok(secs) => println!("produce (librdkafka via kcat, same workload): {:.1} MB/s, {:.0} records/s, {:.0}% of the lower limit",
                 mb_s(bytes, secs), args.records as f64 / secs, 100.0 * mb_s(bytes, secs) / limit),
@@ -457,10 +491,7 @@ async fn main() {
     }
     if matches!(args.workload, Workload::E2e | Workload::All) {
         let e2e_topic = format!("{topic}-e2e");
-        admin
-            .create_topic(&e2e_topic, 1, 1, &[])
-            .await
-            .expect("create topic");
+        create(&mut admin, &args, &e2e_topic, 1).await;
         let h = end_to_end(&args, &broker.addr, &e2e_topic).await;
         println!(
             "end-to-end at 10k records/s (send to consumer receipt): {}",
