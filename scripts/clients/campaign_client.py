@@ -9,7 +9,8 @@ killed with SIGKILL at any moment; the collector drops a torn last line):
   member:   {"kind":"seek",...} per partition assigned (offset null: it
             starts at the committed offset, which the client does not show),
             {"kind":"poll",...} per partition per consume() batch,
-            {"kind":"commit",...} per partition committed,
+            {"kind":"commit",...} per partition committed (asynchronously;
+            written from librdkafka's commit callback),
             {"kind":"assign",...} per ownership interval, written when it ends
 Times are wall-clock milliseconds. On SIGTERM each mode stops, records what
 is still open and exits 0.
@@ -142,12 +143,38 @@ def run_producer(bootstrap, topic, partitions, process, hist, rate):
 
 
 def run_member(bootstrap, group, topic, process, member, hist, session_ms):
+    # Commits are asynchronous: a synchronous commit to a frozen coordinator
+    # blocks the loop, and with it the lost callback librdkafka runs inside
+    # consume() once the session times out, so the member would report
+    # owning partitions long after another member got them.
+    pending = []  # (t_start, {(topic, partition): offset}) in commit order
+
+    def committed(err, parts):
+        result = {(tp.topic, tp.partition): tp for tp in parts or []}
+        offsets = {key: tp.offset for key, tp in result.items()}
+        index = next((i for i, (_, o) in enumerate(pending) if o == offsets), None)
+        t_start = pending.pop(index)[0] if index is not None else now_ms()
+        t_end = now_ms()
+        for (t, p), tp in sorted(result.items()):
+            error = err or tp.error
+            if error is None:
+                outcome = {"status": "ok"}
+            elif is_unknown(error):
+                outcome = {"status": "unknown"}
+            else:
+                outcome = {"status": "fail", "error": str(error)}
+            # librdkafka does not expose the group generation to Python.
+            hist.write(kind="commit", process=process, t_start=t_start, t_end=t_end,
+                       group=group, topic=t, partition=p, offset=tp.offset, generation=-1,
+                       outcome=outcome)
+
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": group, "client.id": member,
         "partition.assignment.strategy": "cooperative-sticky",
         "enable.auto.commit": False, "auto.offset.reset": "earliest",
         "session.timeout.ms": session_ms,
         "heartbeat.interval.ms": max(100, session_ms // 5),
+        "on_commit": committed,
         **FAST_FAILOVER,
     })
     owned = {}  # (topic, partition) -> from_ms
@@ -190,44 +217,19 @@ def run_member(bootstrap, group, topic, process, member, hist, session_ms):
             hist.write(kind="poll", process=process, t_start=start, t_end=max(start, t_end),
                        topic=t, partition=p, records=records)
         if batches:
-            commit(consumer, process, group, hist, batches)
+            offsets = {key: records[-1]["offset"] + 1 for key, records in batches.items()}
+            pending.append((now_ms(), offsets))
+            try:
+                consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                asynchronous=True)
+            except KafkaException:
+                pending.pop()  # not sent: nothing to record
     t = now_ms()
     for (tp_topic, p), from_ms in sorted(owned.items()):
         hist.write(kind="assign", group=group, member=member, topic=tp_topic,
                    partition=p, from_ms=from_ms, to_ms=t)
     owned.clear()
     consumer.close()
-
-
-def commit(consumer, process, group, hist, batches):
-    offsets = {key: records[-1]["offset"] + 1 for key, records in batches.items()}
-    t_start = now_ms()
-    try:
-        result = consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                                 asynchronous=False)
-        errors = {(tp.topic, tp.partition): tp.error for tp in result}
-        outcomes = {}
-        for key in offsets:
-            if key not in errors:
-                outcomes[key] = {"status": "unknown"}
-            elif errors[key] is None:
-                outcomes[key] = {"status": "ok"}
-            elif is_unknown(errors[key]):
-                outcomes[key] = {"status": "unknown"}
-            else:
-                outcomes[key] = {"status": "fail", "error": str(errors[key])}
-    except KafkaException as e:
-        err = e.args[0]
-        if is_unknown(err):
-            outcome = {"status": "unknown"}
-        else:
-            outcome = {"status": "fail", "error": str(err)}
-        outcomes = {key: outcome for key in offsets}
-    t_end = now_ms()
-    for (t, p), offset in offsets.items():
-        # librdkafka does not expose the group generation to Python.
-        hist.write(kind="commit", process=process, t_start=t_start, t_end=t_end, group=group,
-                   topic=t, partition=p, offset=offset, generation=-1, outcome=outcomes[(t, p)])
 
 
 def main():

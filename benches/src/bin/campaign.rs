@@ -57,7 +57,7 @@ struct Args {
     #[arg(long, env = "COMPOSE_PROJECT_NAME", default_value = "baton")]
     project: String,
     /// First three octets of the cluster network.
-    #[arg(long, default_value = "172.28.0")]
+    #[arg(long, env = "BATON_NET", default_value = "172.28.0")]
     net: String,
     /// Where the librdkafka client script lives.
     #[arg(long, default_value = "scripts/clients")]

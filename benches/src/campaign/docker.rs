@@ -9,8 +9,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Every rule the campaign adds carries this comment, so healing removes
-/// exactly ours.
+/// Every rule the campaign adds carries this comment and the project name,
+/// so healing removes exactly this cluster's rules.
 const RULE_TAG: &str = "baton-campaign";
 
 /// One node of the compose cluster.
@@ -115,8 +115,13 @@ impl Cluster {
         docker(&["inspect", "-f", "{{.State.Status}}", &id]).is_ok_and(|s| s.trim() == "running")
     }
 
+    fn rule_tag(&self) -> String {
+        format!("{RULE_TAG}-{}", self.project)
+    }
+
     /// Drops all traffic between `a` and `b`, both ways.
     pub fn cut(&self, a: &NodeRef, b: &NodeRef) -> anyhow::Result<()> {
+        let tag = self.rule_tag();
         for (src, dst) in [(a.ip, b.ip), (b.ip, a.ip)] {
             iptables(&[
                 "-I",
@@ -128,7 +133,7 @@ impl Cluster {
                 "-m",
                 "comment",
                 "--comment",
-                RULE_TAG,
+                &tag,
                 "-j",
                 "DROP",
             ])?;
@@ -139,7 +144,10 @@ impl Cluster {
     /// Removes every rule the campaign added.
     pub fn heal_network(&self) -> anyhow::Result<()> {
         let rules = run("iptables", &["-S", "DOCKER-USER"])?;
-        for rule in rules.lines().filter(|r| r.contains(RULE_TAG)) {
+        let tag = self.rule_tag();
+        // The tag ends the comment: `-baton` must not match `-baton2`'s.
+        let ours = |r: &&str| r.split_whitespace().any(|w| w.trim_matches('"') == tag);
+        for rule in rules.lines().filter(ours) {
             let Some(spec) = rule.strip_prefix("-A ") else {
                 continue;
             };
@@ -227,7 +235,7 @@ mod tests {
 
     #[test]
     fn rules_split_like_the_shell_would() {
-        let rule = r#"DOCKER-USER -s 172.28.0.11/32 -d 172.28.0.21/32 -m comment --comment "baton-campaign" -j DROP"#;
+        let rule = r#"DOCKER-USER -s 172.28.0.11/32 -d 172.28.0.21/32 -m comment --comment "baton-campaign-baton" -j DROP"#;
         assert_eq!(
             shell_words(rule),
             vec![
@@ -239,7 +247,7 @@ mod tests {
                 "-m",
                 "comment",
                 "--comment",
-                "baton-campaign",
+                "baton-campaign-baton",
                 "-j",
                 "DROP"
             ]

@@ -154,7 +154,9 @@ pub async fn apply(fault: &Fault, t: &Target<'_>) -> anyhow::Result<Applied> {
             c.kill(&node)?;
             let dir = c.data_dir(&node)?.join(format!("{}-{partition}", t.topic));
             damage_tail(&dir)?;
-            applied(vec![node.clone()], Some(partition), Heal::Start(node))
+            // No partition: the fault is not aimed at a leader, so it has
+            // no failover to time.
+            applied(vec![node.clone()], None, Heal::Start(node))
         }
     })
 }

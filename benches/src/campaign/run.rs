@@ -58,6 +58,8 @@ pub struct Outcome {
 /// Runs the campaign and writes `history.jsonl`, `summary.txt`,
 /// `summary.json`, `anomalies.json` and `timeline.svg` to `config.out`.
 pub async fn run(config: &Config) -> anyhow::Result<Outcome> {
+    // A fresh directory: the librdkafka clients append to their files.
+    let _ = std::fs::remove_dir_all(&config.out);
     std::fs::create_dir_all(&config.out)?;
     let faults = schedule(&config.plan);
     println!(
@@ -156,6 +158,7 @@ fn start_workload(config: &Config, ctx: &Ctx, groups: &[String; 2]) -> anyhow::R
             .arg("300")
             .arg(&producer_file);
         producer.arg(config.rate.to_string());
+        producer.stderr(std::fs::File::create(producer_file.with_extension("log"))?);
         children.push(producer.spawn()?);
         files.push(producer_file);
         for (process, name) in [(401, "rdkafka-1"), (402, "rdkafka-2")] {
@@ -166,6 +169,8 @@ fn start_workload(config: &Config, ctx: &Ctx, groups: &[String; 2]) -> anyhow::R
                 .args(["member", &ctx.bootstrap, &groups[1], &ctx.topic]);
             member.arg(process.to_string()).arg(name).arg(&file);
             member.arg(config.session.as_millis().to_string());
+            // librdkafka logs every connection it loses: kept, not shown.
+            member.stderr(std::fs::File::create(file.with_extension("log"))?);
             children.push(member.spawn()?);
             files.push(file);
         }

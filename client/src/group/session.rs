@@ -119,8 +119,15 @@ async fn heartbeat_loop(mut link: CoordinatorLink, shared: Arc<Shared>, timing: 
         // Checked one tick early: the next check would come too late to
         // stop before the coordinator's deadline.
         let next_check = std::time::Instant::now() + timing.interval;
-        if !shared.expire_session(next_check, timing.session_timeout) {
-            heartbeat(&mut link, &shared).await;
+        if shared.expire_session(next_check, timing.session_timeout) {
+            continue;
+        }
+        // A frozen coordinator accepts the bytes and never answers: give up
+        // on a heartbeat after one interval (dropping its connection), so
+        // the session check above keeps running.
+        let answered = tokio::time::timeout(timing.interval, heartbeat(&mut link, &shared)).await;
+        if answered.is_err() {
+            link.forget();
         }
     }
 }
