@@ -46,6 +46,10 @@ struct Args {
     /// Records to produce.
     #[arg(long, default_value_t = 300_000)]
     records: usize,
+    /// Produce for this long instead of `--records` (the peak produce only:
+    /// a long saturated run; the other workloads are skipped).
+    #[arg(long)]
+    duration_secs: Option<u64>,
     /// Bytes of value per record.
     #[arg(long, default_value_t = 1024)]
     record_size: usize,
@@ -186,7 +190,14 @@ fn percentiles(h: &Histogram<u64>) -> String {
 
 /// Produces `args.records` records; `rate` limits records per second.
 /// Returns (seconds, latency histogram in µs).
-async fn produce(args: &Args, addr: &str, topic: &str, rate: Option<f64>) -> (f64, Histogram<u64>) {
+/// Produces `args.records` (or for `args.duration_secs`): (seconds,
+/// latencies, records sent).
+async fn produce(
+    args: &Args,
+    addr: &str,
+    topic: &str,
+    rate: Option<f64>,
+) -> (f64, Histogram<u64>, usize) {
     let mut config = ProducerConfig::new(addr);
     config.acks = args.acks;
     config.batch_size = args.batch_size;
@@ -223,7 +234,18 @@ async fn produce(args: &Args, addr: &str, topic: &str, rate: Option<f64>) -> (f6
         })
     };
     let start = Instant::now();
-    for i in 0..args.records {
+    let deadline = args.duration_secs.map(|d| start + Duration::from_secs(d));
+    let records = if deadline.is_some() {
+        usize::MAX
+    } else {
+        args.records
+    };
+    let mut sent = 0;
+    for i in 0..records {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        sent += 1;
         if let Some(rate) = rate {
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
@@ -238,7 +260,7 @@ async fn produce(args: &Args, addr: &str, topic: &str, rate: Option<f64>) -> (f6
     let secs = start.elapsed().as_secs_f64();
     progress.finish_and_clear();
     let h = latencies.lock().expect("histogram").clone();
-    (secs, h)
+    (secs, h, sent)
 }
 
 async fn consume(args: &Args, addr: &str, topic: &str) -> (f64, u64) {
@@ -441,8 +463,9 @@ async fn main() {
         args.workload,
         Workload::Produce | Workload::All | Workload::Consume
     ) {
-        let (secs, h) = produce(&args, &broker.addr, &topic, None).await;
-        let rate = args.records as f64 / secs;
+        let (secs, h, sent) = produce(&args, &broker.addr, &topic, None).await;
+        let bytes = (sent * args.record_size) as f64;
+        let rate = sent as f64 / secs;
         peak = Some(rate);
         let epochs_after = leader_epochs(&mut admin, &topic).await;
         let changes: i32 = epochs_after
@@ -461,11 +484,14 @@ async fn main() {
             percentiles(&h)
         );
     }
+    if args.duration_secs.is_some() {
+        return;
+    }
     if matches!(args.workload, Workload::Produce | Workload::All) {
         let half_topic = format!("{topic}-half");
         create(&mut admin, &args, &half_topic, args.partitions).await;
         let rate = peak.expect("peak measured") / 2.0;
-        let (secs, h) = produce(&args, &broker.addr, &half_topic, Some(rate)).await;
+        let (secs, h, _) = produce(&args, &broker.addr, &half_topic, Some(rate)).await;
         println!(
             "produce at half of peak ({:.0} records/s): {:.1} MB/s; {}",
             rate,
