@@ -121,6 +121,18 @@ impl Cluster {
             .insert(addr.to_string(), Instant::now() + RECONNECT_BACKOFF);
     }
 
+    /// Refuses `addr` at once while it is in its reconnect backoff, with a
+    /// retriable I/O error: the caller refreshes metadata instead.
+    pub fn check_reachable(&self, addr: &str) -> Result<(), ClientError> {
+        if self.is_unreachable(addr) {
+            return Err(ClientError::Io {
+                addr: addr.to_string(),
+                source: std::io::Error::other("in reconnect backoff after a failure"),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether `addr` failed within the reconnect backoff.
     pub fn is_unreachable(&self, addr: &str) -> bool {
         self.unreachable
@@ -238,12 +250,7 @@ impl Cluster {
                 .get(&broker)
                 .cloned()
                 .ok_or_else(|| ClientError::Protocol(format!("unknown broker {broker}")))?;
-            if self.is_unreachable(&addr) {
-                return Err(ClientError::Io {
-                    addr,
-                    source: std::io::Error::other("in reconnect backoff after a failure"),
-                });
-            }
+            self.check_reachable(&addr)?;
             let conn = match Connection::connect(&addr).await {
                 Ok(conn) => conn,
                 Err(e) => {

@@ -493,14 +493,9 @@ async fn start_send(
             let addr = cluster.broker_addr(leader.broker).ok_or_else(|| {
                 ClientError::Protocol(format!("no address for broker {}", leader.broker))
             })?;
-            if cluster.is_unreachable(&addr) {
-                // Retried after a metadata refresh, which names the new
-                // leader as soon as there is one.
-                return Err(ClientError::Io {
-                    addr,
-                    source: std::io::Error::other("in reconnect backoff after a failure"),
-                });
-            }
+            // Retried after a metadata refresh, which names the new leader
+            // as soon as there is one.
+            cluster.check_reachable(&addr)?;
             drop(cluster);
             match Connection::connect(&addr).await {
                 Ok(c) => *conn = Some((leader.broker, c)),
