@@ -9,6 +9,7 @@
 //! (`partition`). `roles` runs a broker alone or beside an in-process
 //! controller (combined mode).
 
+pub mod acting;
 pub mod admin_cli;
 pub mod admin_groups_cli;
 pub mod config;

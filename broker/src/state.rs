@@ -209,8 +209,10 @@ impl Broker {
     /// The partition if this broker may act as its leader now: the client's
     /// epoch (`sent_epoch`, 0 or -1 for none) is current (claim 3), the
     /// image names this broker leader and its lease is live (claim 2).
-    /// Otherwise the Kafka error the client gets.
-    pub fn leader(&self, topic: &str, index: i32, sent_epoch: i32) -> Result<Led, ResponseError> {
+    /// Otherwise the Kafka error the client gets. A check only, so private:
+    /// a request acts through [`serve`](Self::serve), which checks again
+    /// after acting.
+    fn leader(&self, topic: &str, index: i32, sent_epoch: i32) -> Result<Led, ResponseError> {
         let image = self.image();
         let state = image
             .partition(topic, index)
@@ -229,13 +231,32 @@ impl Broker {
         let partition = self
             .partition(topic, index)
             .ok_or(ResponseError::NotLeaderOrFollower)?;
-        let now = crate::handlers::now_ms();
-        self.serve_windows
-            .served(topic, index, state.leader_epoch, now);
         Ok(Led {
             partition,
             leader_epoch: state.leader_epoch,
         })
+    }
+
+    /// Runs `act` on the partition as its leader, between two
+    /// [`leader`](Self::leader) checks (see [`crate::acting`]): its result
+    /// reaches the client only if this broker led in the same epoch on both
+    /// sides of it, and only then is it recorded in the serve windows.
+    pub fn serve<T>(
+        &self,
+        topic: &str,
+        index: i32,
+        sent_epoch: i32,
+        act: impl FnOnce(&Led) -> Result<T, ResponseError>,
+    ) -> Result<T, ResponseError> {
+        crate::acting::between_checks(
+            || self.leader(topic, index, sent_epoch),
+            crate::handlers::now_ms,
+            act,
+            |led, at| {
+                self.serve_windows
+                    .served(topic, index, led.leader_epoch, at)
+            },
+        )
     }
 
     /// Starts a fetcher for every partition this broker follows (or a new

@@ -67,8 +67,8 @@ const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// the partition (a new leader's high watermark may lag, its log end holds
 /// every committed record), else the leader's high watermark.
 async fn log_end(broker: &Broker, topic: &str, partition: i32) -> Option<i64> {
-    if let Ok(led) = broker.leader(topic, partition, -1) {
-        return Some(led.partition.offsets().2);
+    if let Ok(end) = broker.serve(topic, partition, -1, |led| Ok(led.partition.offsets().2)) {
+        return Some(end);
     }
     let image = broker.image();
     let leader = image.partition(topic, partition)?.leader?;

@@ -47,14 +47,17 @@ impl Coordinator {
             .map(|t| t.partitions.len() as i32)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         let index = records::partition_for(group_id, partitions);
-        let led = broker
-            .leader(OFFSETS_TOPIC, index, -1)
-            .map_err(|_| ResponseError::NotCoordinator)?;
-        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
-        match shards.get(&index) {
-            Some(s) if s.leader_epoch == led.leader_epoch && s.is_loaded() => Ok(s.clone()),
-            _ => Err(ResponseError::CoordinatorLoadInProgress),
-        }
+        let shard = broker.serve(OFFSETS_TOPIC, index, -1, |led| {
+            let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+            match shards.get(&index) {
+                Some(s) if s.leader_epoch == led.leader_epoch && s.is_loaded() => Ok(s.clone()),
+                _ => Err(ResponseError::CoordinatorLoadInProgress),
+            }
+        });
+        shard.map_err(|e| match e {
+            ResponseError::CoordinatorLoadInProgress => e,
+            _ => ResponseError::NotCoordinator,
+        })
     }
 
     /// Follows a new image: starts loading the offsets partitions this

@@ -202,33 +202,40 @@ impl Shard {
     /// Appends `entries` as leader in this shard's epoch (call under the
     /// shard's lock to keep the log in decision order).
     pub fn append(&self, broker: &Broker, entries: &[Entry]) -> Result<Pending, ResponseError> {
-        let led = broker
-            .leader(OFFSETS_TOPIC, self.index, -1)
-            .map_err(|_| ResponseError::NotCoordinator)?;
-        if led.leader_epoch != self.leader_epoch || !self.is_loaded() {
-            return Err(ResponseError::NotCoordinator);
-        }
         let min_isr = min_isr(broker, self.index);
-        if led.partition.isr_len(led.leader_epoch) < min_isr {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-        let batch = records::batch(entries, crate::handlers::now_ms());
-        let info = led
-            .partition
-            .append(&batch, led.leader_epoch, crate::handlers::now_ms())
-            .map_err(|e| {
-                tracing::warn!(error = %e, "offsets append refused");
-                match e {
-                    storage::AppendError::TooLarge { .. } => ResponseError::InvalidCommitOffsetSize,
-                    _ => ResponseError::NotCoordinator,
-                }
-            })?;
-        Ok(Pending {
-            partition: led.partition,
-            info,
-            epoch: led.leader_epoch,
-            min_isr,
-            index: self.index,
+        let appended = broker.serve(OFFSETS_TOPIC, self.index, -1, |led| {
+            if led.leader_epoch != self.leader_epoch || !self.is_loaded() {
+                return Err(ResponseError::NotCoordinator);
+            }
+            if led.partition.isr_len(led.leader_epoch) < min_isr {
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            let batch = records::batch(entries, crate::handlers::now_ms());
+            let info = led
+                .partition
+                .append(&batch, led.leader_epoch, crate::handlers::now_ms())
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "offsets append refused");
+                    match e {
+                        storage::AppendError::TooLarge { .. } => {
+                            ResponseError::InvalidCommitOffsetSize
+                        }
+                        _ => ResponseError::NotCoordinator,
+                    }
+                })?;
+            Ok(Pending {
+                partition: led.partition.clone(),
+                info,
+                epoch: led.leader_epoch,
+                min_isr,
+                index: self.index,
+            })
+        });
+        // Losing leadership of the offsets partition, before or after the
+        // append, ends this coordinator.
+        appended.map_err(|e| match e {
+            ResponseError::CoordinatorNotAvailable | ResponseError::InvalidCommitOffsetSize => e,
+            _ => ResponseError::NotCoordinator,
         })
     }
 }

@@ -3,8 +3,9 @@
 //! by waiting on the broker's data-version signal, never by spinning.
 
 use super::topic_name;
+use crate::partition::Partition;
 use crate::state::Broker;
-use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest};
 use kafka_protocol::messages::fetch_response::{
     FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
@@ -56,8 +57,15 @@ async fn read_once(
             let name = topic.topic.0.to_string();
             let mut partitions = Vec::new();
             for p in &topic.partitions {
-                let replica = request.replica_id.0;
-                let data = read_partition(&broker, &name, p, budget, total == 0, version, replica);
+                let read = PartitionRead {
+                    topic: &name,
+                    p,
+                    budget,
+                    first: total == 0,
+                    version,
+                    replica: request.replica_id.0,
+                };
+                let data = read.answer(&broker);
                 let returned = data.records.as_ref().map_or(0, |r| r.len());
                 budget = budget.saturating_sub(returned);
                 total += returned;
@@ -87,76 +95,98 @@ async fn read_once(
     })
 }
 
-fn read_partition(
-    broker: &Broker,
-    topic: &str,
-    p: &kafka_protocol::messages::fetch_request::FetchPartition,
+/// One partition of a fetch, with the response budget left for it.
+struct PartitionRead<'a> {
+    topic: &'a str,
+    p: &'a FetchPartition,
     budget: usize,
+    /// The first partition with data: KIP-74 lets it exceed the budget.
     first: bool,
     version: i16,
+    /// The fetching follower's id, or -1 for a consumer.
     replica: i32,
-) -> PartitionData {
-    let data = PartitionData::default()
-        .with_partition_index(p.partition)
-        .with_high_watermark(-1)
-        .with_last_stable_offset(-1)
-        .with_log_start_offset(-1);
-    let partition = match broker.leader(topic, p.partition, p.current_leader_epoch) {
-        Ok(led) => led.partition,
-        Err(e) => {
-            let mut data = data.with_error_code(e.code());
-            if version >= 12 && super::is_leadership_error(e) {
-                // KIP-951 (and KIP-320 followers): the current leader.
-                if let Some(hint) = super::leader_hint(broker, topic, p.partition) {
-                    data.current_leader = LeaderIdAndEpoch::default()
-                        .with_leader_id(kafka_protocol::messages::BrokerId(hint.leader))
-                        .with_leader_epoch(hint.leader_epoch);
-                }
+}
+
+impl PartitionRead<'_> {
+    fn empty(&self) -> PartitionData {
+        PartitionData::default()
+            .with_partition_index(self.p.partition)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+    }
+
+    /// The partition's answer: read between the lease checks of
+    /// [`Broker::serve`], or the leadership error with the current leader.
+    fn answer(&self, broker: &Broker) -> PartitionData {
+        let (topic, p) = (self.topic, self.p);
+        let read = broker.serve(topic, p.partition, p.current_leader_epoch, |led| {
+            Ok(self.read(broker, &led.partition))
+        });
+        let e = match read {
+            Ok(data) => return data,
+            Err(e) => e,
+        };
+        let mut data = self.empty().with_error_code(e.code());
+        if self.version >= 12 && super::is_leadership_error(e) {
+            // KIP-951 (and KIP-320 followers): the current leader.
+            if let Some(hint) = super::leader_hint(broker, topic, p.partition) {
+                data.current_leader = LeaderIdAndEpoch::default()
+                    .with_leader_id(kafka_protocol::messages::BrokerId(hint.leader))
+                    .with_leader_epoch(hint.leader_epoch);
             }
-            return data;
         }
-    };
-    // A follower's fetch reports its log end: the high watermark may move
-    // before we answer it, and it reads up to the log end, not the HW.
-    let follower = replica >= 0
-        && broker
-            .image()
-            .partition(topic, p.partition)
-            .is_some_and(|s| s.replicas.contains(&replica));
-    if follower && partition.on_follower_fetch(broker.now_ms(), replica, p.fetch_offset) {
-        broker.notify_data();
+        data
     }
-    let log = partition.log.lock();
-    let (start, hw) = (log.log_start_offset(), log.high_watermark());
-    let limit = if follower { log.log_end_offset() } else { hw };
-    let start = if version >= 5 { start } else { -1 };
-    let data = data
-        .with_high_watermark(hw)
-        .with_last_stable_offset(hw)
-        .with_log_start_offset(start);
-    // KIP-74: past the response budget, only the first partition still gets
-    // one batch, so a consumer always makes progress.
-    let max = (p.partition_max_bytes.max(0) as usize).min(if first { usize::MAX } else { budget });
-    if max == 0 && !first {
-        return data.with_records(Some(bytes::Bytes::new()));
-    }
-    let read = if follower {
-        log.read(p.fetch_offset, max.max(1), limit).map(|r| r.bytes)
-    } else {
-        read_records(&log, p.fetch_offset, max.max(1), limit)
-    };
-    match read {
-        Ok(bytes) => data.with_records(Some(bytes.into())),
-        Err(ReadError::OffsetOutOfRange { .. }) => {
-            data.with_error_code(ResponseError::OffsetOutOfRange.code())
+
+    /// Reads the partition this broker leads.
+    fn read(&self, broker: &Broker, partition: &Partition) -> PartitionData {
+        let (topic, p, version, replica) = (self.topic, self.p, self.version, self.replica);
+        let (first, budget) = (self.first, self.budget);
+        let data = self.empty();
+        // A follower's fetch reports its log end: the high watermark may move
+        // before we answer it, and it reads up to the log end, not the HW.
+        let follower = replica >= 0
+            && broker
+                .image()
+                .partition(topic, p.partition)
+                .is_some_and(|s| s.replicas.contains(&replica));
+        if follower && partition.on_follower_fetch(broker.now_ms(), replica, p.fetch_offset) {
+            broker.notify_data();
         }
-        Err(ReadError::Corrupt(c)) => {
-            tracing::error!(topic, partition = p.partition, error = %c, "corrupt data not served");
-            data.with_error_code(ResponseError::KafkaStorageError.code())
+        let log = partition.log.lock();
+        let (start, hw) = (log.log_start_offset(), log.high_watermark());
+        let limit = if follower { log.log_end_offset() } else { hw };
+        let start = if version >= 5 { start } else { -1 };
+        let data = data
+            .with_high_watermark(hw)
+            .with_last_stable_offset(hw)
+            .with_log_start_offset(start);
+        // KIP-74: past the response budget, only the first partition still gets
+        // one batch, so a consumer always makes progress.
+        let max =
+            (p.partition_max_bytes.max(0) as usize).min(if first { usize::MAX } else { budget });
+        if max == 0 && !first {
+            return data.with_records(Some(bytes::Bytes::new()));
         }
-        Err(ReadError::Storage(e)) => {
-            tracing::error!(topic, partition = p.partition, error = %e, "fetch failed");
-            data.with_error_code(ResponseError::KafkaStorageError.code())
+        let read = if follower {
+            log.read(p.fetch_offset, max.max(1), limit).map(|r| r.bytes)
+        } else {
+            read_records(&log, p.fetch_offset, max.max(1), limit)
+        };
+        match read {
+            Ok(bytes) => data.with_records(Some(bytes.into())),
+            Err(ReadError::OffsetOutOfRange { .. }) => {
+                data.with_error_code(ResponseError::OffsetOutOfRange.code())
+            }
+            Err(ReadError::Corrupt(c)) => {
+                tracing::error!(topic, partition = p.partition, error = %c, "corrupt data not served");
+                data.with_error_code(ResponseError::KafkaStorageError.code())
+            }
+            Err(ReadError::Storage(e)) => {
+                tracing::error!(topic, partition = p.partition, error = %e, "fetch failed");
+                data.with_error_code(ResponseError::KafkaStorageError.code())
+            }
         }
     }
 }

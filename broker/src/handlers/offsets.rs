@@ -58,10 +58,26 @@ fn list_partition(
         .with_timestamp(-1)
         .with_offset(-1)
         .with_leader_epoch(-1);
-    let (partition, epoch) = match broker.leader(topic, p.partition_index, p.current_leader_epoch) {
-        Ok(led) => (led.partition, led.leader_epoch),
-        Err(e) => return base.with_error_code(e.code()),
-    };
+    let answer = broker.serve(topic, p.partition_index, p.current_leader_epoch, |led| {
+        Ok(list_led(
+            &led.partition,
+            led.leader_epoch,
+            p,
+            version,
+            base.clone(),
+        ))
+    });
+    answer.unwrap_or_else(|e| base.with_error_code(e.code()))
+}
+
+/// The offset asked for, in a partition this broker leads.
+fn list_led(
+    partition: &Partition,
+    epoch: i32,
+    p: &ListOffsetsPartition,
+    version: i16,
+    base: ListOffsetsPartitionResponse,
+) -> ListOffsetsPartitionResponse {
     let (start, hw, _) = partition.offsets();
     let base = if version >= 4 {
         base.with_leader_epoch(epoch)
@@ -71,7 +87,7 @@ fn list_partition(
     match p.timestamp {
         LATEST => base.with_offset(hw),
         EARLIEST => base.with_offset(start),
-        t if t >= 0 => match by_timestamp(&partition, t, hw) {
+        t if t >= 0 => match by_timestamp(partition, t, hw) {
             Ok(Some((offset, timestamp))) => base.with_offset(offset).with_timestamp(timestamp),
             Ok(None) => base,
             Err(e) => base.with_error_code(e.code()),
@@ -119,15 +135,19 @@ pub fn offset_for_leader_epoch(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let partition = match broker.leader(&name, p.partition, p.current_leader_epoch)
-                    {
-                        Ok(led) => led.partition,
-                        Err(e) => return base.with_error_code(e.code()),
-                    };
-                    let answer = partition.log.lock().end_offset_for_epoch(p.leader_epoch);
+                    let answer = broker.serve(&name, p.partition, p.current_leader_epoch, |led| {
+                        Ok(led
+                            .partition
+                            .log
+                            .lock()
+                            .end_offset_for_epoch(p.leader_epoch))
+                    });
                     match answer {
-                        Some((epoch, end)) => base.with_leader_epoch(epoch).with_end_offset(end),
-                        None => base,
+                        Ok(Some((epoch, end))) => {
+                            base.with_leader_epoch(epoch).with_end_offset(end)
+                        }
+                        Ok(None) => base,
+                        Err(e) => base.with_error_code(e.code()),
                     }
                 })
                 .collect();

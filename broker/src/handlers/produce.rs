@@ -153,15 +153,23 @@ impl Replicated<'_> {
     ) -> Result<(), ResponseError> {
         let mut changes = broker.data_version.subscribe();
         loop {
-            match broker.leader(self.topic, self.index, -1) {
-                Ok(led) if led.leader_epoch == self.epoch => {}
-                _ => return Err(ResponseError::NotLeaderOrFollower),
-            }
-            if partition.offsets().1 > last_offset {
-                return match partition.isr_len(self.epoch) >= self.min_isr {
-                    true => Ok(()),
+            let passed = broker.serve(self.topic, self.index, -1, |led| {
+                if led.leader_epoch != self.epoch {
+                    return Err(ResponseError::NotLeaderOrFollower);
+                }
+                if partition.offsets().1 <= last_offset {
+                    return Ok(false);
+                }
+                match partition.isr_len(self.epoch) >= self.min_isr {
+                    true => Ok(true),
                     false => Err(ResponseError::NotEnoughReplicasAfterAppend),
-                };
+                }
+            });
+            match passed {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e @ ResponseError::NotEnoughReplicasAfterAppend) => return Err(e),
+                Err(_) => return Err(ResponseError::NotLeaderOrFollower),
             }
             // Woken by every high-watermark move; the lease is rechecked at
             // least every 100 ms.
@@ -188,7 +196,6 @@ async fn append(
     records: Option<bytes::Bytes>,
     acks: i16,
 ) -> Appended {
-    let led = broker.leader(topic, index, -1)?;
     let min_isr = {
         let image = broker.image();
         let configs = image
@@ -201,19 +208,21 @@ async fn append(
             .map_or(1, |p| p.replicas.len());
         crate::partition::min_insync_replicas(&configs, broker.config.min_insync_replicas, replicas)
     };
-    if acks == -1 && led.partition.isr_len(led.leader_epoch) < min_isr {
-        return Err(ResponseError::NotEnoughReplicas);
-    }
-    let records = records.ok_or(ResponseError::CorruptMessage)?;
-    check_tokens(&records, led.leader_epoch)?;
-    let partition = led.partition;
-    let info = partition
-        .append(&records, led.leader_epoch, now_ms())
-        .map_err(|e| {
-            tracing::debug!(topic, partition = index, error = %e, "produce refused");
-            append_error_code(&e)
-        })?;
-    Ok((partition, info, led.leader_epoch, min_isr))
+    broker.serve(topic, index, -1, |led| {
+        if acks == -1 && led.partition.isr_len(led.leader_epoch) < min_isr {
+            return Err(ResponseError::NotEnoughReplicas);
+        }
+        let records = records.ok_or(ResponseError::CorruptMessage)?;
+        check_tokens(&records, led.leader_epoch)?;
+        let info = led
+            .partition
+            .append(&records, led.leader_epoch, now_ms())
+            .map_err(|e| {
+                tracing::debug!(topic, partition = index, error = %e, "produce refused");
+                append_error_code(&e)
+            })?;
+        Ok((led.partition.clone(), info, led.leader_epoch, min_isr))
+    })
 }
 
 /// The producer's `partitionLeaderEpoch` in each batch is a fencing token
