@@ -51,7 +51,10 @@ fn free_base(brokers: u16, controllers: u16) -> u16 {
     let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let seed = (std::process::id() as u16).wrapping_add(nth.wrapping_mul(1_009));
     for attempt in 0..200u16 {
-        let base = 20_000 + (seed.wrapping_mul(7).wrapping_add(attempt * 211) % 30_000);
+        // Below Linux's ephemeral range (32768 and up): a port found free
+        // here could otherwise become some connection's local port before
+        // the cluster binds it.
+        let base = 20_000 + (seed.wrapping_mul(7).wrapping_add(attempt * 211) % 12_000);
         let ports = (0..brokers)
             .map(|i| base + i)
             .chain((0..controllers).map(|i| base + 100 + i));
