@@ -276,13 +276,42 @@ impl Cluster {
         if self.brokers.is_empty() {
             self.refresh(Some(&[]), false).await?;
         }
-        let broker = *self
-            .brokers
-            .keys()
-            .min()
-            .ok_or_else(|| ClientError::Protocol("no brokers".into()))?;
+        let candidates = self.brokers.iter().map(|(id, addr)| Candidate {
+            id: *id,
+            connected: self.connections.contains_key(id),
+            unreachable: self.is_unreachable(addr),
+        });
+        let broker =
+            pick_any(candidates).ok_or_else(|| ClientError::Protocol("no brokers".into()))?;
         self.connection(broker).await
     }
+
+    /// Forgets what metadata said (brokers, leaders, connections) but not
+    /// which addresses just failed, so the next lookup skips them.
+    pub fn relearn(&mut self) {
+        let unreachable = std::mem::take(&mut self.unreachable);
+        *self = Cluster::new(&self.bootstrap.join(","));
+        self.unreachable = unreachable;
+    }
+}
+
+/// A broker as [`pick_any`] sees it.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    id: i32,
+    connected: bool,
+    unreachable: bool,
+}
+
+/// The broker for a request any broker can answer (FindCoordinator, say):
+/// one already connected, else one not in its reconnect backoff, lowest id
+/// first. Always the lowest id made every lookup wait on a dead broker 1's
+/// connect timeout, so a group member whose coordinator moved while broker
+/// 1 was down could not find it again (found by the fault campaign).
+fn pick_any(candidates: impl Iterator<Item = Candidate>) -> Option<i32> {
+    candidates
+        .min_by_key(|c| (!c.connected, c.unreachable, c.id))
+        .map(|c| c.id)
 }
 
 /// Whether an error means "refresh metadata and try again".
@@ -300,6 +329,41 @@ pub fn is_retriable(error: ResponseError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_broker_prefers_a_connected_then_a_reachable_one() {
+        let c = |id, connected, unreachable| Candidate {
+            id,
+            connected,
+            unreachable,
+        };
+        let cases: [(&str, Vec<Candidate>, Option<i32>); 5] = [
+            ("none known", vec![], None),
+            (
+                "all equal: lowest id",
+                vec![c(3, false, false), c(1, false, false), c(2, false, false)],
+                Some(1),
+            ),
+            (
+                "broker 1 just failed: skip it",
+                vec![c(1, false, true), c(2, false, false), c(3, false, false)],
+                Some(2),
+            ),
+            (
+                "an open connection first",
+                vec![c(1, false, false), c(3, true, false)],
+                Some(3),
+            ),
+            (
+                "all failed: still try one",
+                vec![c(2, false, true), c(1, false, true)],
+                Some(1),
+            ),
+        ];
+        for (name, candidates, expected) in cases {
+            assert_eq!(pick_any(candidates.into_iter()), expected, "{name}");
+        }
+    }
 
     /// KIP-951 hints: a newer leader with a known or given address is
     /// followed; an older epoch, or a leader nobody knows the address of,

@@ -153,8 +153,9 @@ impl CoordinatorLink {
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
-                // The broker we asked may be gone: learn the brokers anew.
-                self.cluster = Cluster::new(&self.cluster_bootstrap());
+                // The broker we asked may be gone: learn the brokers anew,
+                // skipping the addresses that just failed.
+                self.cluster.relearn();
                 return Err(e);
             }
         };
