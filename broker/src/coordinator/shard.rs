@@ -192,7 +192,7 @@ impl Shard {
             .collect();
         for id in due {
             let effects = match groups.get_mut(&id) {
-                Some(e) => e.group.tick(now, &config),
+                Some(e) => tick_logged(&id, &mut e.group, now, &config),
                 None => continue,
             };
             self.deliver(broker, &mut groups, &id, effects);
@@ -381,4 +381,26 @@ fn replay(groups: &mut HashMap<String, GroupEntry>, record: records::Loaded, now
             }
         }
     }
+}
+
+/// [`Group::tick`], logging at INFO the members whose session ran out:
+/// the one membership change no request explains, so the log is where a
+/// rebalance after a fault can be traced.
+fn tick_logged(id: &str, group: &mut Group, now: u64, config: &groups::GroupConfig) -> Effects {
+    let before: Vec<String> = group.member_ids().into_iter().map(str::to_string).collect();
+    let effects = group.tick(now, config);
+    let after = group.member_ids();
+    let expired: Vec<&String> = before
+        .iter()
+        .filter(|m| !after.contains(&m.as_str()))
+        .collect();
+    if !expired.is_empty() {
+        tracing::info!(
+            group = id,
+            ?expired,
+            generation = group.generation(),
+            "members' sessions ran out: rebalancing"
+        );
+    }
+    effects
 }

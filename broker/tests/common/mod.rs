@@ -82,6 +82,12 @@ impl Baton {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` to the process (STOP freezes it, CONT thaws it).
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("signal baton");
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -97,12 +97,14 @@ pub struct Membership {
     /// A fatal error: every later call returns it.
     pub fatal: Option<ClientError>,
     group_instance_id: Option<String>,
-    /// When the JoinGroup of the round in progress was sent.
-    join_sent_at: Option<Instant>,
-    /// When the last request the coordinator answered for this generation
-    /// (the join, or a heartbeat) was *sent*: the coordinator heard from
-    /// the member no earlier, so its session deadline is no earlier than
-    /// this plus the session timeout (see [`Membership::expire_session`]).
+    /// When the latest request of the round in progress (its JoinGroup,
+    /// then its SyncGroup) was sent.
+    round_sent_at: Option<Instant>,
+    /// When the last request the coordinator answered for this member (a
+    /// JoinGroup, a SyncGroup, or a heartbeat) was *sent*: the coordinator
+    /// heard from the member no earlier, and each of those restarts its
+    /// session there, so its session deadline is no earlier than this plus
+    /// the session timeout (see [`Membership::expire_session`]).
     alive_since: Option<Instant>,
 }
 
@@ -118,7 +120,7 @@ impl Membership {
             lost_by: None,
             fatal: None,
             group_instance_id,
-            join_sent_at: None,
+            round_sent_at: None,
             alive_since: None,
         }
     }
@@ -146,10 +148,18 @@ impl Membership {
             .flatten()
     }
 
-    /// A JoinGroup/SyncGroup round starts.
+    /// A JoinGroup/SyncGroup round starts: its JoinGroup is sent now.
     pub fn start_join(&mut self) {
         self.phase = Phase::Joining;
-        self.join_sent_at = Some(Instant::now());
+        self.round_sent_at = Some(Instant::now());
+    }
+
+    /// The round's JoinGroup was answered with a generation: the
+    /// coordinator restarted the member's session no earlier than the
+    /// JoinGroup was sent. Its SyncGroup is sent now.
+    pub fn join_answered(&mut self) {
+        self.alive_since = self.alive_since.max(self.round_sent_at);
+        self.round_sent_at = Some(Instant::now());
     }
 
     /// The coordinator answered a heartbeat `sent` at `sent_at` (with no
@@ -179,6 +189,37 @@ impl Membership {
         true
     }
 
+    /// When a member in the middle of a JoinGroup/SyncGroup round must give
+    /// it up: `margin` before the coordinator may expire it. While its
+    /// JoinGroup is unanswered the member cannot tell whether it reached
+    /// the coordinator (which keeps a member with a parked join alive) or
+    /// went to one that failed (whose successor expires the member after
+    /// the session timeout and gives its partitions away). `None` outside
+    /// a generation: then there is nothing to lose.
+    pub fn join_deadline(&self, session_timeout: Duration, margin: Duration) -> Option<Instant> {
+        self.generation_id?;
+        let since = self.alive_since?;
+        Some(since + session_timeout.saturating_sub(margin))
+    }
+
+    /// Ends the generation of a member in a round that passed its
+    /// [`join_deadline`](Self::join_deadline) at `now`: its partitions are
+    /// lost. Returns whether it did.
+    pub fn expire_join(
+        &mut self,
+        now: Instant,
+        session_timeout: Duration,
+        margin: Duration,
+    ) -> bool {
+        let overdue = self
+            .join_deadline(session_timeout, margin)
+            .is_some_and(|deadline| now >= deadline);
+        if overdue {
+            self.react(ResponseError::IllegalGeneration);
+        }
+        overdue
+    }
+
     /// A JoinGroup/SyncGroup round ended without a new generation: back to
     /// heartbeating the old one if it still stands.
     pub fn abort_join(&mut self) {
@@ -197,7 +238,9 @@ impl Membership {
         self.phase = Phase::Stable;
         self.rejoin_needed = false;
         self.lost_by = None;
-        self.alive_since = self.join_sent_at.take().or(Some(Instant::now()));
+        // The coordinator restarted the session when the SyncGroup reached
+        // it, no earlier than it was sent.
+        self.alive_since = self.round_sent_at.take().or(Some(Instant::now()));
     }
 
     /// Applies the answer to a request sent as `sent`. Answers about an
@@ -287,6 +330,18 @@ impl Shared {
         if expired {
             tracing::warn!(?session_timeout, "no answer from the coordinator within the session timeout: partitions lost, rejoining");
             self.wake.notify_one();
+        }
+        expired
+    }
+
+    /// [`Membership::expire_join`], logged.
+    pub fn expire_join(&self, now: Instant, session_timeout: Duration, margin: Duration) -> bool {
+        let expired = self.lock().expire_join(now, session_timeout, margin);
+        if expired {
+            tracing::warn!(
+                ?session_timeout,
+                "group round unanswered as the session runs out: partitions lost, joining again"
+            );
         }
         expired
     }
@@ -434,12 +489,89 @@ mod tests {
         assert!(!m.expire_session(at(9000), session), "once only");
     }
 
+    /// The heartbeat task leaves a joining member alone: the round's own
+    /// deadline is for `poll` to act on, which must report the partitions
+    /// lost before joining again.
     #[test]
-    fn a_joining_member_does_not_expire() {
+    fn the_heartbeat_check_leaves_a_joining_member_to_its_round() {
         let mut m = stable(3);
         let since = m.alive_since.unwrap();
         m.start_join();
         assert!(!m.expire_session(since + Duration::from_secs(60), Duration::from_secs(1)));
+        assert_eq!(m.generation_id, Some(3));
+    }
+
+    /// A member in a round gives it up `margin` before the coordinator may
+    /// expire it; an answered JoinGroup moves that deadline on.
+    #[test]
+    fn join_deadline_table() {
+        let (session, margin) = (Duration::from_millis(3000), Duration::from_millis(600));
+        // (JoinGroup answered, ms after the last answered heartbeat was
+        // sent, expires); the JoinGroup was sent 1000 ms after it.
+        let cases = [
+            (false, 0, false),
+            (false, 2399, false),
+            (false, 2400, true),
+            (false, 9000, true),
+            (true, 2400, false),
+            (true, 3399, false),
+            (true, 3400, true),
+        ];
+        for (answered, after, expires) in cases {
+            let mut m = stable(3);
+            let heard = Instant::now();
+            m.alive_since = Some(heard);
+            m.start_join();
+            m.round_sent_at = Some(heard + Duration::from_millis(1000));
+            if answered {
+                m.join_answered();
+            }
+            let now = heard + Duration::from_millis(after);
+            let case = format!("answered {answered}, {after} ms");
+            assert_eq!(m.expire_join(now, session, margin), expires, "{case}");
+            assert_eq!(m.generation_id.is_none(), expires, "{case}");
+            assert_eq!(m.member_id, "m1", "{case}: still the same member");
+            if expires {
+                assert_eq!(m.phase, Phase::Unjoined, "{case}");
+                assert!(m.rejoin_needed, "{case}");
+                assert!(is_fenced(&m.not_in_generation("g")), "{case}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_member_without_a_generation_has_no_join_deadline() {
+        let mut m = Membership::new(None);
+        m.start_join();
+        assert_eq!(
+            m.join_deadline(Duration::from_secs(3), Duration::ZERO),
+            None
+        );
+        assert!(!m.expire_join(
+            Instant::now() + Duration::from_secs(60),
+            Duration::from_secs(3),
+            Duration::ZERO
+        ));
+    }
+
+    /// After a round the session counts from when its SyncGroup was sent,
+    /// not its JoinGroup: a join phase longer than the session timeout
+    /// must not end the generation it just formed.
+    #[test]
+    fn a_new_generation_counts_its_session_from_the_sync() {
+        let mut m = stable(3);
+        m.start_join();
+        let join_sent = m.round_sent_at.unwrap();
+        m.round_sent_at = Some(join_sent - Duration::from_secs(10));
+        m.join_answered();
+        let sync_sent = m.round_sent_at.unwrap();
+        assert!(sync_sent >= join_sent);
+        m.joined(4, "m1".into(), None);
+        assert_eq!(m.alive_since, Some(sync_sent));
+        assert!(!m.expire_session(
+            sync_sent + Duration::from_millis(2999),
+            Duration::from_secs(3)
+        ));
     }
 
     #[test]

@@ -51,7 +51,9 @@ use kafka_protocol::messages::LeaveGroupRequest;
 use kafka_protocol::protocol::StrBytes;
 use membership::Shared;
 use protocol::Subscription;
-use rebalance::{diff, join_group, rebalance_protocol, JoinOutcome, JoinParams, Joined};
+use rebalance::{
+    diff, join_group_within_session, rebalance_protocol, JoinOutcome, JoinParams, Joined,
+};
 use session::{CommitReply, Session};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -522,8 +524,14 @@ impl GroupConsumer {
                     ..Subscription::default()
                 },
             };
-            let outcome =
-                join_group(&mut self.link, &mut self.cluster, &self.shared, &params).await?;
+            let outcome = join_group_within_session(
+                &mut self.link,
+                &mut self.cluster,
+                &self.shared,
+                &params,
+                self.config.heartbeat_interval,
+            )
+            .await?;
             if let JoinOutcome::Joined(joined) = outcome {
                 self.complete_join(listener, joined).await;
             }

@@ -202,6 +202,7 @@ pub async fn join_group(
         }
         return retry_or_fail(shared, error, "join group", params.group_id);
     }
+    shared.lock().join_answered();
     let protocol = join
         .protocol_name
         .as_ref()
@@ -249,6 +250,60 @@ pub async fn join_group(
         leader,
         assignment,
     }))
+}
+
+/// [`join_group`], given up when the member keeps partitions through the
+/// round and the round outlasts its
+/// [`join_deadline`](super::membership::Membership::join_deadline), `margin`
+/// before the coordinator may expire it: then the generation ends, the
+/// answer is [`JoinOutcome::Retry`] (the next round reports the partitions
+/// lost), and the link's connection, which may yet carry the abandoned
+/// round's answers, is dropped. Without this a member whose JoinGroup went
+/// to a failing coordinator would go on owning its partitions after the
+/// new coordinator had expired it and handed them to another member.
+pub async fn join_group_within_session(
+    link: &mut CoordinatorLink,
+    cluster: &mut Cluster,
+    shared: &Shared,
+    params: &JoinParams<'_>,
+    margin: Duration,
+) -> Result<JoinOutcome, ClientError> {
+    if params.subscription.owned_partitions.is_empty() {
+        return join_group(link, cluster, shared, params).await;
+    }
+    let session = params.session_timeout;
+    let gave_up = {
+        let join = std::pin::pin!(join_group(link, cluster, shared, params));
+        until_join_deadline(join, shared, session, margin).await
+    };
+    gave_up.unwrap_or_else(|| {
+        link.forget();
+        Ok(JoinOutcome::Retry)
+    })
+}
+
+/// Runs `join` until it ends (`Some`) or the member's join deadline passes
+/// (`None`). The deadline moves on when the JoinGroup is answered.
+async fn until_join_deadline<F: std::future::Future<Output = Result<JoinOutcome, ClientError>>>(
+    mut join: std::pin::Pin<&mut F>,
+    shared: &Shared,
+    session: Duration,
+    margin: Duration,
+) -> Option<Result<JoinOutcome, ClientError>> {
+    loop {
+        let Some(deadline) = shared.lock().join_deadline(session, margin) else {
+            return Some(join.await);
+        };
+        tokio::select! {
+            biased;
+            outcome = &mut join => return Some(outcome),
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                if shared.expire_join(std::time::Instant::now(), session, margin) {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// The leader's part: learn the partition counts of every topic any member
