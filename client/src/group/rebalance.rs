@@ -291,7 +291,8 @@ async fn until_join_deadline<F: std::future::Future<Output = Result<JoinOutcome,
     margin: Duration,
 ) -> Option<Result<JoinOutcome, ClientError>> {
     loop {
-        let Some(deadline) = shared.lock().join_deadline(session, margin) else {
+        let deadline = shared.lock().join_deadline(session, margin);
+        let Some(deadline) = deadline else {
             return Some(join.await);
         };
         tokio::select! {
