@@ -336,10 +336,15 @@ impl GroupConsumer {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let records = self.consumer.poll(left).await?;
-        if self.expire_session() {
-            // The session ran out during the fetch: these partitions may be
-            // someone else's already, so their records are not handed out
-            // (the next owner reads them from the committed offset).
+        self.expire_session();
+        if self.shared.lock().generation_id.is_none() {
+            // The generation ended during the fetch (the session ran out,
+            // here or in the heartbeat task, or the coordinator said so):
+            // these partitions may be someone else's already, so their
+            // records are not handed out (the next owner reads them from
+            // the committed offset), and the loss is reported now rather
+            // than at the next poll.
+            self.prepare_join(listener, false).await;
             return Ok(Vec::new());
         }
         Ok(records)

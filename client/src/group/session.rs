@@ -116,10 +116,9 @@ async fn heartbeat_loop(mut link: CoordinatorLink, shared: Arc<Shared>, timing: 
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        // Checked one tick early: the next check would come too late to
-        // stop before the coordinator's deadline.
-        let next_check = std::time::Instant::now() + timing.interval;
-        if shared.expire_session(next_check, timing.session_timeout) {
+        let lead = session_check_lead(timing.interval, timing.session_timeout);
+        let ahead = std::time::Instant::now() + lead;
+        if shared.expire_session(ahead, timing.session_timeout) {
             continue;
         }
         // A frozen coordinator accepts the bytes and never answers: give up
@@ -130,6 +129,22 @@ async fn heartbeat_loop(mut link: CoordinatorLink, shared: Arc<Shared>, timing: 
             link.forget();
         }
     }
+}
+
+/// How far ahead of now the heartbeat task's session check looks. The next
+/// check comes up to one interval later (a heartbeat is given up after one
+/// interval, and the tick that follows is then already due), and `poll`
+/// needs time after the check to report the partitions lost, which must
+/// happen before the coordinator can expire the member and hand them to
+/// another: one interval for each. Looking only one interval ahead left no
+/// margin at all when a check came just short of it (found by the fault
+/// campaign: a member reported its partitions lost 24 ms after another had
+/// been given them). Capped at half the session timeout, so a member heard
+/// at every heartbeat is never taken for expired; the margin holds while
+/// `heartbeat.interval.ms` is at most a quarter of the session timeout
+/// (Kafka advises a third; its defaults are a fifteenth).
+pub fn session_check_lead(interval: Duration, session_timeout: Duration) -> Duration {
+    (2 * interval).min(session_timeout / 2)
 }
 
 /// Sends queued commits one at a time, in order.
@@ -204,5 +219,57 @@ fn on_group_error(shared: &Shared, error: ResponseError, member: &MemberGenerati
         );
     } else {
         tracing::debug!(?error, "{what} refused");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_check_lead_table() {
+        let ms = Duration::from_millis;
+        // (interval, session, lead)
+        let cases = [
+            (ms(600), ms(3000), ms(1200)),
+            (ms(3000), ms(45000), ms(6000)),
+            (ms(100), ms(1000), ms(200)),
+            (ms(400), ms(1000), ms(500)),
+            (ms(900), ms(1000), ms(500)),
+        ];
+        for (interval, session, lead) in cases {
+            assert_eq!(
+                session_check_lead(interval, session),
+                lead,
+                "{interval:?} {session:?}"
+            );
+        }
+    }
+
+    /// Checks come at most one interval apart, plus up to a tenth of one
+    /// for scheduling. Whatever their phase, the first check that finds the
+    /// member overdue comes at least one interval, less that slack, before
+    /// the coordinator's deadline: the time `poll` has to report the loss.
+    #[test]
+    fn the_first_overdue_check_leaves_poll_an_interval() {
+        let interval = 600u64;
+        let session = 3000u64;
+        let lead = session_check_lead(
+            Duration::from_millis(interval),
+            Duration::from_millis(session),
+        );
+        let lead = lead.as_millis() as u64;
+        for gap in 1..=interval + interval / 10 {
+            for phase in (0..gap).step_by(7) {
+                let first = (0..)
+                    .map(|k| phase + k * gap)
+                    .find(|t| t + lead >= session)
+                    .expect("some check is overdue");
+                assert!(
+                    first + interval - interval / 10 <= session,
+                    "gap {gap}, phase {phase}: first overdue check at {first}"
+                );
+            }
+        }
     }
 }
