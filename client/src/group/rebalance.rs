@@ -272,11 +272,11 @@ pub async fn join_group_within_session(
         return join_group(link, cluster, shared, params).await;
     }
     let session = params.session_timeout;
-    let gave_up = {
+    let finished = {
         let join = std::pin::pin!(join_group(link, cluster, shared, params));
         until_join_deadline(join, shared, session, margin).await
     };
-    gave_up.unwrap_or_else(|| {
+    finished.unwrap_or_else(|| {
         link.forget();
         Ok(JoinOutcome::Retry)
     })
