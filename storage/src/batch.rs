@@ -18,7 +18,7 @@
 //!     35     8  maxTimestamp
 //!     43     8  producerId
 //!     51     2  producerEpoch
-//!     55     4  baseSequence
+//!     53     4  baseSequence
 //!     57     4  recordsCount
 //!     61     -  records (possibly compressed)
 //! ```
@@ -96,6 +96,14 @@ pub struct BatchHeader {
     pub max_timestamp: i64,
     /// `recordsCount`.
     pub records_count: i32,
+    /// `attributes` (compression, timestamp type, transactional, control).
+    pub attributes: i16,
+    /// `producerId`; -1 for a batch from a producer that is not idempotent.
+    pub producer_id: i64,
+    /// `producerEpoch`; -1 with no producer id.
+    pub producer_epoch: i16,
+    /// `baseSequence` of the first record; -1 with no producer id.
+    pub base_sequence: i32,
 }
 
 impl BatchHeader {
@@ -164,7 +172,15 @@ pub fn parse_header(bytes: &[u8], size_max: usize) -> Result<BatchHeader, BatchE
         last_offset_delta,
         max_timestamp: i64_at(bytes, 35),
         records_count: i32_at(bytes, 57),
+        attributes: i16_at(bytes, 21),
+        producer_id: i64_at(bytes, 43),
+        producer_epoch: i16_at(bytes, 51),
+        base_sequence: i32_at(bytes, 53),
     })
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
 }
 
 /// Checks one whole batch, `bytes` being exactly its `size` bytes: the CRC-32C
@@ -321,6 +337,24 @@ pub fn build_keyed_batch(records: &[KeyValue], timestamp_ms: i64) -> Vec<u8> {
     b
 }
 
+/// `batch` (one whole batch, as [`build_keyed_batch`] makes) as an
+/// idempotent producer would send it: `producerId`, `producerEpoch` and
+/// `baseSequence` set, CRC-32C recomputed. For tests and benchmarks.
+pub fn with_producer(
+    batch: &[u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Vec<u8> {
+    assert!(batch.len() >= HEADER_LEN);
+    let mut b = batch.to_vec();
+    b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    b[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    set_crc(&mut b);
+    b
+}
+
 /// A record batch holding no records that covers `base_offset ..=
 /// last_offset` in `partition_leader_epoch`: what compaction leaves where
 /// it removed every record of one or more batches, so that offsets stay
@@ -376,7 +410,7 @@ fn set_crc(b: &mut [u8]) {
 /// The `attributes` field of the batch at the start of `bytes` (at least a
 /// header).
 pub fn attributes(bytes: &[u8]) -> i16 {
-    i16::from_be_bytes([bytes[21], bytes[22]])
+    i16_at(bytes, 21)
 }
 
 /// `baseTimestamp` of the batch at the start of `bytes` (at least a header).

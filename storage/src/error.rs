@@ -3,6 +3,7 @@
 use crate::batch::BatchError;
 use crate::config::ConfigError;
 use crate::epoch_cache::EpochRegression;
+use crate::producer_state::{InvalidProducerBatch, SequenceError};
 use crate::Offset;
 use std::io;
 use std::path::PathBuf;
@@ -84,6 +85,13 @@ pub enum AppendError {
         /// The batch's base offset.
         got: Offset,
     },
+    /// An idempotent batch's producer fields are malformed (INVALID_RECORD).
+    #[error(transparent)]
+    InvalidProducerBatch(#[from] InvalidProducerBatch),
+    /// The producer rules refused the batch (its Kafka code is the
+    /// variant's); nothing was written.
+    #[error(transparent)]
+    Sequence(#[from] SequenceError),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] Failure),

@@ -37,6 +37,8 @@ pub mod error;
 pub mod fs;
 pub mod index;
 mod log;
+pub mod producer_state;
+mod producers;
 pub mod record;
 mod recovery;
 pub mod segment;
@@ -48,6 +50,7 @@ pub use error::{
     AppendError, CleanError, Corruption, Failure, OpenError, ReadError, TruncateError,
 };
 pub use log::{AppendInfo, Log, ReadResult};
+pub use producers::{snapshot_file_name, SNAPSHOT_SUFFIX};
 pub use shared::SharedLog;
 
 /// A position in a partition's log: the offset of one record.

@@ -10,6 +10,7 @@ use crate::checkpoint;
 use crate::epoch_cache::LeaderEpochCache;
 use crate::error::{AppendError, Corruption, Failure, ReadError, TruncateError};
 use crate::fs::{write_atomically, FileHandle, FileSystem};
+use crate::producer_state::Verdict;
 use crate::segment::Segment;
 use crate::{LeaderEpoch, LogConfig, Offset};
 use std::collections::BTreeMap;
@@ -35,6 +36,9 @@ pub struct AppendInfo {
     pub batch_count: usize,
     /// Bytes written.
     pub bytes: usize,
+    /// A retry of an idempotent producer's batch already in the log: the
+    /// offsets are the original's and nothing was written.
+    pub duplicate: bool,
 }
 
 /// Whole batches read from the log, every one CRC-checked.
@@ -66,6 +70,8 @@ pub struct Log {
     pub(crate) truncations: u64,
     /// Set after an I/O error: the log refuses work until reopened.
     pub(crate) offline: Option<String>,
+    /// The idempotent producers' state as of the log end (`producers.rs`).
+    pub(crate) producers: crate::producer_state::ProducerState,
 }
 
 impl Log {
@@ -178,6 +184,16 @@ impl Log {
                 .into());
             }
         }
+        let producer = self.check_producer(&parts)?;
+        if let Some((_, Verdict::Duplicate(original))) = producer {
+            return Ok(AppendInfo {
+                base_offset: original.first_offset,
+                last_offset: original.last_offset,
+                batch_count: 0,
+                bytes: 0,
+                duplicate: true,
+            });
+        }
         let base_offset = self.log_end_offset();
         let records: i64 = parts
             .iter()
@@ -197,11 +213,16 @@ impl Log {
         }
         let result = self.active_mut().append(&stamped, &parts, now_ms);
         self.io(result)?;
+        if let Some((mut batch, _)) = producer {
+            (batch.first_offset, batch.last_offset) = (base_offset, next - 1);
+            self.producers.record(&batch);
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             batch_count: parts.len(),
             bytes: stamped.len(),
+            duplicate: false,
         })
     }
 
@@ -250,11 +271,13 @@ impl Log {
         }
         let result = self.active_mut().append(batches, &parts, now_ms);
         self.io(result)?;
+        self.record_replicated(&parts);
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             batch_count: parts.len(),
             bytes: batches.len(),
+            duplicate: false,
         })
     }
 
@@ -322,6 +345,9 @@ impl Log {
         let synced = self.active().sync();
         self.io(synced)?;
         self.flushed_offset = base;
+        // The producer state as of the new segment's base, so recovery
+        // replays at most the active segment.
+        self.write_producer_snapshot()?;
         let created = Segment::create(
             self.fs.as_ref(),
             &self.dir,
@@ -533,6 +559,8 @@ impl Log {
             self.write_epoch_checkpoint()?;
         }
         self.write_offset_checkpoint(RECOVERY_POINT_CHECKPOINT, end)?;
+        let rebuilt = self.rebuild_producer_state();
+        self.io(rebuilt)?;
         self.check_invariants();
         Ok(())
     }
@@ -574,6 +602,7 @@ impl Log {
             if self.epochs.truncate_from_start(self.log_start_offset()) {
                 self.write_epoch_checkpoint()?;
             }
+            self.remove_snapshots_below_start()?;
         }
         self.check_invariants();
         Ok(doomed.len())
@@ -612,6 +641,7 @@ impl Log {
     pub fn close(mut self) -> Result<(), Failure> {
         let end = self.flush()?;
         self.checkpoint_high_watermark()?;
+        self.write_producer_snapshot()?;
         self.write_offset_checkpoint(RECOVERY_POINT_CHECKPOINT, end)
     }
 

@@ -238,7 +238,9 @@ fn finish(
         flushed_offset: end,
         truncations: 0,
         offline: None,
+        producers: Default::default(),
     };
+    log.rebuild_producer_state()?;
     if saved_epochs.as_ref() != Some(&log.epochs) {
         log.write_epoch_checkpoint().map_err(failure_to_io)?;
     }

@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use storage::batch::{self, BatchError};
+use storage::producer_state::SequenceError;
 use storage::{AppendError, AppendInfo};
 
 /// An append waiting for its commit: the replica, what was appended, the
@@ -239,6 +240,15 @@ fn check_tokens(records: &[u8], leader_epoch: i32) -> Result<(), ResponseError> 
     Ok(())
 }
 
+/// The producer rules' refusals, one Kafka code each.
+fn sequence_error_code(e: &SequenceError) -> ResponseError {
+    match e {
+        SequenceError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        SequenceError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        SequenceError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
+    }
+}
+
 fn append_error_code(e: &AppendError) -> ResponseError {
     match e {
         AppendError::InvalidBatch {
@@ -251,6 +261,8 @@ fn append_error_code(e: &AppendError) -> ResponseError {
         } if *length > *max as i64 => ResponseError::MessageTooLarge,
         AppendError::InvalidBatch { .. } | AppendError::Empty => ResponseError::CorruptMessage,
         AppendError::TooLarge { .. } => ResponseError::RecordListTooLarge,
+        AppendError::InvalidProducerBatch(_) => ResponseError::InvalidRecord,
+        AppendError::Sequence(e) => sequence_error_code(e),
         AppendError::EpochRegression(_)
         | AppendError::OffsetMismatch { .. }
         | AppendError::Storage(_) => ResponseError::KafkaStorageError,
