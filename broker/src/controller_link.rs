@@ -2,7 +2,8 @@
 //! metadata (long poll, `controller::metadata_feed`) into the image, and
 //! forwards topic changes to the active controller, answering the client
 //! only once its own image shows the change, so a Metadata request that
-//! follows on the same broker sees it.
+//! follows on the same broker sees it. It also asks for producer-id blocks
+//! (AllocateProducerIds), whose answer is the committed block itself.
 
 use crate::image::{validate_topic_name, MetadataImage};
 use crate::partition::log_config_for;
@@ -50,7 +51,14 @@ pub async fn wait_for_image(broker: &Broker, done: impl Fn(&MetadataImage) -> bo
 }
 
 async fn ask(broker: &Broker, request: ControllerRequest) -> Result<CommandResult, Refusal> {
-    match call_active(broker.session.controllers(), request, CHANGE_TIMEOUT).await {
+    ask_controllers(broker.session.controllers(), request).await
+}
+
+async fn ask_controllers(
+    controllers: &[String],
+    request: ControllerRequest,
+) -> Result<CommandResult, Refusal> {
+    match call_active(controllers, request, CHANGE_TIMEOUT).await {
         Some(ControllerResponse::Committed(CommandResult::Refused(why)))
         | Some(ControllerResponse::Refused(why)) => Err((ResponseError::InvalidRequest, why)),
         Some(ControllerResponse::Committed(result)) => Ok(result),
@@ -257,5 +265,47 @@ pub async fn alter_isr(
             }
         }
         Ok(_) | Err(_) => partition.isr_refused(leader_epoch),
+    }
+}
+
+/// Asks the active controller for a block of producer ids (Kafka's
+/// AllocateProducerIds, KIP-730) for `broker` in its session's current
+/// epoch. The block is in the committed result, so no image wait. No
+/// controller in time, or a refusal (fenced, stale epoch, ids exhausted;
+/// logged), is COORDINATOR_NOT_AVAILABLE, which InitProducerId clients
+/// retry. Takes the session rather than the
+/// `Broker` so a background prefetch can own what it needs.
+pub async fn allocate_producer_ids(
+    session: &controller::broker_session::BrokerSession,
+    broker: controller::metadata::BrokerId,
+) -> Result<crate::producer_ids::ProducerIdBlock, Refusal> {
+    let Some(broker_epoch) = session.epoch() else {
+        let why = "not registered with the controller yet".to_string();
+        return Err((ResponseError::CoordinatorNotAvailable, why));
+    };
+    let request = ControllerRequest::AllocateProducerIds {
+        broker,
+        broker_epoch,
+    };
+    match ask_controllers(session.controllers(), request).await {
+        Ok(CommandResult::ProducerIds { first, count }) => {
+            tracing::info!(first, count, broker_epoch, "producer id block allocated");
+            Ok(crate::producer_ids::ProducerIdBlock { first, count })
+        }
+        Err((ResponseError::RequestTimedOut, why)) => {
+            Err((ResponseError::CoordinatorNotAvailable, why))
+        }
+        Ok(other) => {
+            let why = format!("unexpected answer to AllocateProducerIds: {other:?}");
+            tracing::warn!(%why, "no producer id block");
+            Err((ResponseError::UnknownServerError, why))
+        }
+        Err((_, why)) => {
+            // A stale epoch right after a re-registration, or a quorum in
+            // failover, passes: COORDINATOR_NOT_AVAILABLE is what clients
+            // retry InitProducerId on.
+            tracing::warn!(%why, broker_epoch, "the controller refused a producer id block");
+            Err((ResponseError::CoordinatorNotAvailable, why))
+        }
     }
 }

@@ -209,6 +209,12 @@ async fn route(
         RequestKind::DeleteGroups(r) => {
             ResponseKind::DeleteGroups(group_admin::delete_groups(broker, r).await)
         }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(producers::init_producer_id(broker, r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(producers::describe_producers(broker, r))
+        }
         other => unreachable!("{other:?} passed the version check but has no handler"),
     })
 }

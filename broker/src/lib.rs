@@ -23,6 +23,7 @@ pub mod handlers;
 pub mod image;
 pub mod local_cluster;
 pub mod partition;
+pub mod producer_ids;
 pub mod roles;
 pub mod serve_windows;
 pub mod server;

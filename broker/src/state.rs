@@ -47,6 +47,9 @@ pub struct Broker {
     clock: std::time::Instant,
     /// When this broker acted as each partition's leader (claim 2 evidence).
     pub serve_windows: crate::serve_windows::ServeWindows,
+    /// Producer-id blocks from the controller (KIP-730); an async lock,
+    /// held while a block is fetched, shared with the background prefetch.
+    pub producer_ids: Arc<tokio::sync::Mutex<crate::producer_ids::ProducerIdManager>>,
     _lock: storage::fs::DirLock,
 }
 
@@ -79,6 +82,7 @@ impl Broker {
             coordinator: Default::default(),
             fetchers: Mutex::new(HashMap::new()),
             clock: std::time::Instant::now(),
+            producer_ids: Default::default(),
             _lock: lock,
         }))
     }

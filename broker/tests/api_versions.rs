@@ -248,8 +248,65 @@ async fn exercise(conn: &mut Connection, api: ApiKey, version: i16, name: &str) 
         | ApiKey::ListGroups
         | ApiKey::DescribeGroups
         | ApiKey::DeleteGroups => exercise_group_api(conn, api, version, name).await,
+        ApiKey::InitProducerId | ApiKey::DescribeProducers => {
+            exercise_producer_api(conn, api, version, name).await
+        }
         other => panic!("{other:?} is advertised but this test does not exercise it"),
     }
+}
+
+/// InitProducerId hands out a fresh id at epoch 0; DescribeProducers then
+/// shows it after an idempotent produce of two records with it.
+async fn exercise_producer_api(conn: &mut Connection, api: ApiKey, version: i16, name: &str) {
+    let ctx = format!("{api:?} v{version}");
+    let init = InitProducerIdRequest::default()
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let init_version = if api == ApiKey::InitProducerId {
+        version
+    } else {
+        4
+    };
+    let r = conn.send(&init, init_version).await.expect(&ctx);
+    assert_eq!(r.error_code, 0, "{ctx}");
+    assert!(
+        r.producer_id.0 >= 0 && r.producer_epoch == 0,
+        "{ctx}: {r:?}"
+    );
+    if api != ApiKey::DescribeProducers {
+        return;
+    }
+    let idempotent = storage::batch::with_producer(&batch(), r.producer_id.0, 0, 0);
+    let produced = conn
+        .send(&produce_request(name, 0, idempotent.into(), -1), 9)
+        .await
+        .expect(&ctx);
+    assert_eq!(
+        produced.responses[0].partition_responses[0].error_code, 0,
+        "{ctx}"
+    );
+    let topics = vec![describe_producers_request::TopicRequest::default()
+        .with_name(topic(name))
+        .with_partition_indexes(vec![0])];
+    let d = conn
+        .send(
+            &DescribeProducersRequest::default().with_topics(topics),
+            version,
+        )
+        .await
+        .expect(&ctx);
+    let p = &d.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{ctx}");
+    let mine = p
+        .active_producers
+        .iter()
+        .find(|a| a.producer_id == r.producer_id);
+    assert_eq!(
+        mine.map(|a| (a.producer_epoch, a.last_sequence)),
+        Some((0, 1)),
+        "{ctx}: {p:?}"
+    );
 }
 
 /// The group APIs, each on a group of its own (`g-<api>-v<version>`).

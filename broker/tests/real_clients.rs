@@ -1,5 +1,6 @@
 //! Real Kafka clients against the real binary: kcat (librdkafka),
-//! confluent-kafka (librdkafka) and kafka-python each produce and consume
+//! confluent-kafka (librdkafka), kafka-python and aiokafka (each producer
+//! idempotent: kafka-python by default, the others switched on) produce and consume
 //! 10,000 records with keys and headers under every compression codec, and
 //! the exact round trip is checked. `scripts/setup-test-deps.sh` installs
 //! them (scripts/test.sh runs it first).
@@ -41,7 +42,7 @@ fn kcat() -> Command {
 fn python_clients_round_trip_every_codec() {
     let baton = Baton::start(&[]);
     let script = workspace().join("scripts/clients/roundtrip.py");
-    for client in ["confluent", "kafka-python"] {
+    for client in ["confluent", "kafka-python", "aiokafka"] {
         for codec in CODECS {
             let topic = format!("{client}-{codec}");
             let out = Command::new(python())

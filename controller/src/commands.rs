@@ -74,7 +74,21 @@ pub enum Command {
         /// Replicas of each new partition, in preference order.
         assignment: Vec<Vec<BrokerId>>,
     },
+    /// A broker asks for the next block of producer ids (Kafka's
+    /// AllocateProducerIds, KIP-730). Only a live session gets one, so a
+    /// fenced or restarted broker's stale request hands out nothing.
+    AllocateProducerIds {
+        /// The requesting broker.
+        broker: BrokerId,
+        /// Its broker epoch: must be the current, unfenced one.
+        broker_epoch: u64,
+    },
 }
+
+/// Producer ids per block, as Kafka's `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`:
+/// large enough that a broker rarely asks, small enough that ids left
+/// unused in a crashed broker's block cost little.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 /// What applying a command produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +102,14 @@ pub enum CommandResult {
     },
     /// Refused, with the reason; nothing changed.
     Refused(String),
+    /// `AllocateProducerIds` applied: the broker owns the ids
+    /// `[first, first + count)`, which no one else is ever given.
+    ProducerIds {
+        /// First id of the block.
+        first: i64,
+        /// Ids in the block.
+        count: i64,
+    },
 }
 
 fn ok(broker_epoch: Option<u64>, leaders_changed: usize) -> CommandResult {
@@ -222,6 +244,43 @@ pub fn apply(meta: &mut ClusterMetadata, command: &Command, unclean: bool) -> Co
                 update_partitions(meta, |p| election::preferred(p, &|b| live.contains(&b)));
             ok(None, changed)
         }
+        Command::AllocateProducerIds {
+            broker,
+            broker_epoch,
+        } => allocate_producer_ids(meta, *broker, *broker_epoch),
+    }
+}
+
+/// KIP-730: the next block from `next_producer_id`, only for a registered,
+/// unfenced broker in its current epoch. Committing the advance before the
+/// broker uses the block is what keeps ids unique across controller
+/// failover: a new active controller continues from the committed counter.
+fn allocate_producer_ids(
+    meta: &mut ClusterMetadata,
+    broker: BrokerId,
+    broker_epoch: u64,
+) -> CommandResult {
+    match meta.brokers.get(&broker) {
+        None => return CommandResult::Refused(format!("unknown broker {broker}")),
+        Some(b) if b.fenced => {
+            return CommandResult::Refused(format!("broker {broker} is fenced"));
+        }
+        Some(b) if b.epoch != broker_epoch => {
+            return CommandResult::Refused(format!(
+                "broker {broker} epoch {broker_epoch} is stale (current {})",
+                b.epoch
+            ));
+        }
+        Some(_) => {}
+    }
+    let first = meta.next_producer_id;
+    let Some(next) = first.checked_add(PRODUCER_ID_BLOCK_SIZE) else {
+        return CommandResult::Refused("producer ids are exhausted".into());
+    };
+    meta.next_producer_id = next;
+    CommandResult::ProducerIds {
+        first,
+        count: PRODUCER_ID_BLOCK_SIZE,
     }
 }
 
@@ -522,5 +581,116 @@ mod tests {
         );
         let result = apply(&mut meta, &alter(1, 1, 4, &[1, 2, 3]), false);
         assert!(matches!(result, CommandResult::Refused(_)), "{result:?}");
+    }
+
+    /// Brokers 1 and 2 live (epochs 1, 2), broker 3 fenced (epoch 3).
+    fn producer_id_cluster() -> ClusterMetadata {
+        let mut meta = ClusterMetadata::default();
+        for id in 1..=3 {
+            register(&mut meta, id);
+        }
+        apply(&mut meta, &Command::FenceBroker { id: 3, epoch: 3 }, false);
+        meta
+    }
+
+    #[test]
+    fn allocate_producer_ids_table() {
+        let allocate = |broker, broker_epoch| Command::AllocateProducerIds {
+            broker,
+            broker_epoch,
+        };
+        let block = |first| CommandResult::ProducerIds {
+            first,
+            count: PRODUCER_ID_BLOCK_SIZE,
+        };
+        let refused = |why: &str| CommandResult::Refused(why.into());
+        // (name, command, result, next_producer_id after), applied in order.
+        let cases = [
+            ("first block", allocate(1, 1), block(0), 1000),
+            ("consecutive, disjoint", allocate(1, 1), block(1000), 2000),
+            ("another broker", allocate(2, 2), block(2000), 3000),
+            (
+                "stale epoch",
+                allocate(1, 7),
+                refused("broker 1 epoch 7 is stale (current 1)"),
+                3000,
+            ),
+            (
+                "fenced broker",
+                allocate(3, 3),
+                refused("broker 3 is fenced"),
+                3000,
+            ),
+            (
+                "unknown broker",
+                allocate(9, 1),
+                refused("unknown broker 9"),
+                3000,
+            ),
+        ];
+        let mut meta = producer_id_cluster();
+        for (name, command, result, next) in cases {
+            let before = meta.clone();
+            assert_eq!(apply(&mut meta, &command, false), result, "{name}");
+            assert_eq!(meta.next_producer_id, next, "{name}");
+            if matches!(result, CommandResult::Refused(_)) {
+                assert_eq!(meta, before, "{name}: a refusal changes nothing");
+            }
+        }
+    }
+
+    #[test]
+    fn producer_ids_run_out_at_i64_max() {
+        let mut meta = producer_id_cluster();
+        let command = Command::AllocateProducerIds {
+            broker: 1,
+            broker_epoch: 1,
+        };
+        meta.next_producer_id = i64::MAX - PRODUCER_ID_BLOCK_SIZE;
+        assert_eq!(
+            apply(&mut meta, &command, false),
+            CommandResult::ProducerIds {
+                first: i64::MAX - PRODUCER_ID_BLOCK_SIZE,
+                count: PRODUCER_ID_BLOCK_SIZE
+            },
+            "the last whole block"
+        );
+        assert_eq!(meta.next_producer_id, i64::MAX);
+        let before = meta.clone();
+        assert_eq!(
+            apply(&mut meta, &command, false),
+            CommandResult::Refused("producer ids are exhausted".into())
+        );
+        assert_eq!(meta, before);
+    }
+
+    /// Every controller applies the same entry to the same metadata: the
+    /// block and the counter must come out identical.
+    #[test]
+    fn allocate_producer_ids_is_deterministic() {
+        let mut meta = producer_id_cluster();
+        let mut replica = meta.clone();
+        let commands = [(1, 1), (2, 2), (3, 3), (1, 5), (2, 2)].map(|(broker, broker_epoch)| {
+            Command::AllocateProducerIds {
+                broker,
+                broker_epoch,
+            }
+        });
+        for command in &commands {
+            let ours = apply(&mut meta, command, false);
+            let theirs = apply(&mut replica, command, false);
+            assert_eq!(ours, theirs, "{command:?}");
+            assert_eq!(meta, replica, "{command:?}");
+        }
+        assert_eq!(meta.next_producer_id, 3 * PRODUCER_ID_BLOCK_SIZE);
+    }
+
+    /// Snapshots and logs written before producer ids existed still load,
+    /// starting the counter at 0.
+    #[test]
+    fn metadata_without_a_producer_id_counter_loads() {
+        let old = r#"{"cluster_id":"c","brokers":{},"next_broker_epoch":4,"topics":{}}"#;
+        let meta: ClusterMetadata = serde_json::from_str(old).unwrap();
+        assert_eq!((meta.next_broker_epoch, meta.next_producer_id), (4, 0));
     }
 }

@@ -81,4 +81,9 @@ pub struct ClusterMetadata {
     pub next_broker_epoch: u64,
     /// Topics by name.
     pub topics: BTreeMap<String, Topic>,
+    /// The first producer id not yet handed out: brokers get ids in blocks
+    /// from here (KIP-730), so no id is ever given twice. Defaulted so
+    /// snapshots and logs from before it still load.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }

@@ -1,7 +1,8 @@
 //! What brokers and tools ask a controller, on the same port as Raft:
-//! register, heartbeat, topic changes, the quorum's state, and a long-polled
-//! metadata feed. Changes are accepted only by the active controller; the
-//! others answer with the active one's id and address.
+//! register, heartbeat, topic changes, producer-id blocks, the quorum's
+//! state, and a long-polled metadata feed. Changes are accepted only by the
+//! active controller; the others answer with the active one's id and
+//! address.
 
 use crate::commands::{Command, CommandResult};
 use crate::metadata::{BrokerId, ClusterMetadata};
@@ -67,6 +68,14 @@ pub enum ControllerRequest {
         broker_epoch: u64,
         /// The change.
         command: Command,
+    },
+    /// A block of producer ids for this broker (Kafka's
+    /// AllocateProducerIds, KIP-730); answered `Committed(ProducerIds)`.
+    AllocateProducerIds {
+        /// The requesting broker.
+        broker: BrokerId,
+        /// Its current broker epoch: a fenced or stale session is refused.
+        broker_epoch: u64,
     },
     /// Delete a topic.
     DeleteTopic {
@@ -290,6 +299,18 @@ impl Service {
                     return ControllerResponse::Refused(why);
                 }
                 self.propose(command).await
+            }
+            ControllerRequest::AllocateProducerIds {
+                broker,
+                broker_epoch,
+            } => {
+                // The epoch is checked in `apply`, on the committed entry,
+                // so the check and the counter's advance are one step.
+                self.propose(Command::AllocateProducerIds {
+                    broker,
+                    broker_epoch,
+                })
+                .await
             }
             ControllerRequest::ShutdownBroker { id, epoch } => {
                 self.propose(Command::FenceBroker { id, epoch }).await

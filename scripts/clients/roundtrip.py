@@ -1,10 +1,13 @@
 """Produce N records with keys and headers through a real Kafka client, consume
 them back with the same client, and check the exact round trip: values, keys,
 headers, and contiguous offsets from 0. Exit status 0 only if all match.
+Every producer is idempotent: kafka-python's by default (3.0+), librdkafka's
+and aiokafka's with their `enable.idempotence` switched on.
 
-Usage: roundtrip.py {confluent,kafka-python} BOOTSTRAP TOPIC CODEC COUNT
+Usage: roundtrip.py {confluent,kafka-python,aiokafka} BOOTSTRAP TOPIC CODEC COUNT
 """
 
+import asyncio
 import sys
 import time
 
@@ -40,7 +43,7 @@ def confluent(bootstrap, topic, codec, count):
         "acks": "all",
         "compression.type": codec,
         "linger.ms": 5,
-        "enable.idempotence": False,
+        "enable.idempotence": True,
     })
     failures = []
 
@@ -94,7 +97,6 @@ def kafka_python(bootstrap, topic, codec, count):
         acks="all",
         compression_type=None if codec == "none" else codec,
         linger_ms=5,
-        enable_idempotence=False,
     )
     futures = []
     for i in range(count):
@@ -119,10 +121,52 @@ def kafka_python(bootstrap, topic, codec, count):
     return consumed
 
 
+def aiokafka(bootstrap, topic, codec, count):
+    return asyncio.run(aiokafka_async(bootstrap, topic, codec, count))
+
+
+async def aiokafka_async(bootstrap, topic, codec, count):
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        compression_type=None if codec == "none" else codec,
+        linger_ms=5,
+        enable_idempotence=True,
+    )
+    await producer.start()
+    try:
+        futures = []
+        for i in range(count):
+            key, value, headers = record(i, codec)
+            futures.append(await producer.send(topic, value=value, key=key, headers=headers, partition=0))
+        for f in futures:
+            await asyncio.wait_for(f, TIMEOUT_S)
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    consumed = []
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        deadline = time.time() + TIMEOUT_S
+        while len(consumed) < count and time.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for r in records:
+                    consumed.append((r.offset, r.key, r.value, list(r.headers)))
+    finally:
+        await consumer.stop()
+    return consumed
+
+
 def main():
     client, bootstrap, topic, codec, count = sys.argv[1:6]
     count = int(count)
-    run = {"confluent": confluent, "kafka-python": kafka_python}[client]
+    run = {"confluent": confluent, "kafka-python": kafka_python, "aiokafka": aiokafka}[client]
     consumed = run(bootstrap, topic, codec, count)
     check(consumed, count, codec)
     print(f"{client} {codec}: {count} records round-tripped")

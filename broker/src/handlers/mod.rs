@@ -9,6 +9,7 @@ pub mod group_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod producers;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
