@@ -141,3 +141,55 @@ async fn a_failing_partition_does_not_lose_the_records_of_the_others() {
         "with nothing fetched, the failure is reported"
     );
 }
+
+/// The producers in partition 0 of `topic` as its leader describes them:
+/// (producer id, last sequence).
+async fn producers(addr: &str, topic: &str) -> Vec<(i64, i32)> {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::DescribeProducersRequest;
+    let mut conn = client::Connection::connect(addr).await.unwrap();
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(common::topic(topic))
+        .with_partition_indexes(vec![0])]);
+    let r = conn.send(&request, 0).await.unwrap();
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.active_producers
+        .iter()
+        .map(|a| (a.producer_id.0, a.last_sequence))
+        .collect()
+}
+
+/// Claim 8's default: the Rust producer is idempotent unless turned off.
+/// Its batches carry one producer id with gap-free sequences (the leader's
+/// producer state ends at the last record's sequence); turned off, they
+/// carry none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_producer_is_idempotent() {
+    let baton = Baton::start(&[]);
+    for (topic, config) in [
+        ("on", ProducerConfig::new(&baton.addr)),
+        (
+            "off",
+            ProducerConfig::new(&baton.addr).enable_idempotence(false),
+        ),
+    ] {
+        let producer = Producer::new(config).await.unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..2_000 {
+            let record = Record::new(topic, format!("{i}").into_bytes()).with_partition(0);
+            deliveries.push(producer.send(record).await.unwrap());
+        }
+        for (i, d) in deliveries.into_iter().enumerate() {
+            assert_eq!(d.await.unwrap().offset, i as i64, "{topic}: in send order");
+        }
+        let found = producers(&baton.addr, topic).await;
+        match topic {
+            "on" => assert!(
+                matches!(found.as_slice(), [(id, 1_999)] if *id >= 0),
+                "{found:?}"
+            ),
+            _ => assert!(found.is_empty(), "{found:?}"),
+        }
+    }
+}

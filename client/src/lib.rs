@@ -11,6 +11,7 @@ pub mod admin_groups;
 pub mod cluster;
 pub mod consumer;
 pub mod group;
+pub mod idempotence;
 pub mod producer;
 
 pub use admin::Admin;

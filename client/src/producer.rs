@@ -38,9 +38,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use crate::idempotence::{self, BatchSequence, ProducerIdentity, Reaction, Sequencer};
+use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+
 /// Produce request version the producer speaks.
 /// Produce v10+ refusals carry the new leader and its endpoint (KIP-951).
 const PRODUCE_VERSION: i16 = 11;
+/// InitProducerId version: 4 carries KIP-360's producer id and epoch.
+const INIT_PRODUCER_ID_VERSION: i16 = 4;
 /// Records a partition may have queued before `send` waits.
 const QUEUE_RECORDS_MAX: usize = 10_000;
 
@@ -61,11 +66,17 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// `compression.type`.
     pub compression: Compression,
+    /// `enable.idempotence`: each batch carries the producer id, epoch and
+    /// sequence (`crate::idempotence`), so the broker stores a retried
+    /// batch once, in order (CLAIMS.md, claim 8). On by default, as in the
+    /// Java client; as there, it applies with acks=all only (with acks 0 or
+    /// 1 the producer is not idempotent).
+    pub enable_idempotence: bool,
 }
 
 impl ProducerConfig {
-    /// Defaults: acks=all, linger 5 ms, 16 KiB batches, 10 retries 100 ms
-    /// apart, no compression.
+    /// Defaults: acks=all, idempotent, linger 5 ms, 16 KiB batches, 10
+    /// retries 100 ms apart, no compression.
     pub fn new(bootstrap: &str) -> ProducerConfig {
         ProducerConfig {
             bootstrap: bootstrap.to_string(),
@@ -75,7 +86,19 @@ impl ProducerConfig {
             retries: 10,
             retry_backoff: Duration::from_millis(100),
             compression: Compression::None,
+            enable_idempotence: true,
         }
+    }
+
+    /// Sets `enable.idempotence` (on by default).
+    pub fn enable_idempotence(mut self, on: bool) -> ProducerConfig {
+        self.enable_idempotence = on;
+        self
+    }
+
+    /// Whether batches carry producer ids: idempotence on, with acks=all.
+    fn idempotent(&self) -> bool {
+        self.enable_idempotence && self.acks == -1
     }
 }
 
@@ -157,6 +180,8 @@ struct Pending {
 
 struct Shared {
     config: ProducerConfig,
+    /// The id and epoch InitProducerId gave, when idempotent.
+    identity: Option<ProducerIdentity>,
     cluster: Mutex<Cluster>,
     workers: std::sync::Mutex<HashMap<(String, i32), mpsc::Sender<Pending>>>,
     round_robin: AtomicU32,
@@ -217,9 +242,14 @@ impl Producer {
     pub async fn new(config: ProducerConfig) -> Result<Producer, ClientError> {
         let mut cluster = Cluster::new(&config.bootstrap);
         cluster.refresh(Some(&[]), false).await?;
+        let identity = match config.idempotent() {
+            true => Some(init_producer_id(&mut cluster, &config).await?),
+            false => None,
+        };
         Ok(Producer {
             shared: Arc::new(Shared {
                 config,
+                identity,
                 cluster: Mutex::new(cluster),
                 workers: std::sync::Mutex::new(HashMap::new()),
                 round_robin: AtomicU32::new(0),
@@ -283,14 +313,60 @@ impl Producer {
     }
 }
 
+/// Asks any broker for a producer id (InitProducerId v4, KIP-360's),
+/// retrying what Kafka calls retriable (COORDINATOR_NOT_AVAILABLE while
+/// the broker fetches a block, say).
+async fn init_producer_id(
+    cluster: &mut Cluster,
+    config: &ProducerConfig,
+) -> Result<ProducerIdentity, ClientError> {
+    let request = InitProducerIdRequest::default()
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let answer = match cluster.any_connection().await {
+            Ok(conn) => conn.send(&request, INIT_PRODUCER_ID_VERSION).await,
+            Err(e) => Err(e),
+        };
+        let error = match answer {
+            Ok(r) if r.error_code == 0 => {
+                return Ok(ProducerIdentity {
+                    producer_id: r.producer_id.0,
+                    producer_epoch: r.producer_epoch,
+                })
+            }
+            Ok(r) => ClientError::check(r.error_code, || "InitProducerId".into(), None)
+                .expect_err("a non-zero code"),
+            Err(e) => e,
+        };
+        let retriable = error.kafka_error().is_none_or(is_retriable);
+        if !retriable || attempt > config.retries {
+            return Err(error);
+        }
+        cluster.relearn();
+        tokio::time::sleep(config.retry_backoff).await;
+    }
+}
+
 /// Batches one partition may have in flight, as Kafka's
-/// `max.in.flight.requests.per.connection`. As in Kafka without the
-/// idempotent producer, a retried batch may land after a later one.
+/// `max.in.flight.requests.per.connection`. With the idempotent producer
+/// the broker appends only in sequence, so order holds through retries;
+/// without it a retried batch may land after a later one.
 const IN_FLIGHT_MAX: usize = 5;
+
+/// A batch's records and, when idempotent, the producer fields it got at
+/// its first send in the current epoch (kept through retries).
+struct Batch {
+    records: Vec<Pending>,
+    sequence: Option<BatchSequence>,
+}
 
 /// A sent batch waiting for its response.
 struct InFlight {
-    batch: Vec<Pending>,
+    batch: Batch,
     correlation_id: i32,
 }
 
@@ -308,10 +384,13 @@ impl Staged {
         self.since.get_or_insert_with(tokio::time::Instant::now);
         self.records.push(p);
     }
-    fn take(&mut self) -> Vec<Pending> {
+    fn take(&mut self) -> Batch {
         self.size = 0;
         self.since = None;
-        std::mem::take(&mut self.records)
+        Batch {
+            records: std::mem::take(&mut self.records),
+            sequence: None,
+        }
     }
 }
 
@@ -325,6 +404,7 @@ async fn partition_worker(
 ) {
     let config = shared.config.clone();
     let mut conn: Option<(i32, Connection)> = None;
+    let mut sequencer = shared.identity.map(Sequencer::new);
     let mut staged = Staged::default();
     let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
     let mut open = true;
@@ -339,30 +419,36 @@ async fn partition_worker(
         let lingered = staged.since.is_some_and(|t| t.elapsed() >= config.linger);
         let ripe =
             !staged.records.is_empty() && (staged.size >= config.batch_size || lingered || !open);
+        let mut to = Target {
+            shared: &shared,
+            topic: &topic,
+            partition,
+            conn: &mut conn,
+            sequencer: &mut sequencer,
+        };
         if ripe && config.acks == 0 {
-            let batch = staged.take();
-            let result = send_with_retries(&shared, &topic, partition, &batch, &mut conn).await;
+            let mut batch = staged.take();
+            let result = to.send_with_retries(&mut batch).await;
             complete(&topic, partition, batch, result);
             continue;
         }
         if ripe && in_flight.len() < IN_FLIGHT_MAX {
-            let batch = staged.take();
-            match start_send(&shared, &topic, partition, &batch, &mut conn).await {
+            let mut batch = staged.take();
+            match to.start_send(&mut batch).await {
                 Ok(correlation_id) => in_flight.push_back(InFlight {
                     batch,
                     correlation_id,
                 }),
                 Err(_) => {
-                    conn = None;
-                    let result =
-                        send_with_retries(&shared, &topic, partition, &batch, &mut conn).await;
+                    *to.conn = None;
+                    let result = to.send_with_retries(&mut batch).await;
                     complete(&topic, partition, batch, result);
                 }
             }
             continue;
         }
         if let Some(front) = in_flight.pop_front() {
-            let result = match conn.as_mut() {
+            let result = match to.conn.as_mut() {
                 Some((_, c)) => match c
                     .receive::<ProduceRequest>(PRODUCE_VERSION, front.correlation_id)
                     .await
@@ -376,14 +462,14 @@ async fn partition_worker(
                 Ok(base) => complete(&topic, partition, front.batch, Ok(base)),
                 Err(_) => {
                     // Abandon the connection; resend this batch and every
-                    // later one in order through the retrying path.
-                    conn = None;
+                    // later one in order through the retrying path (one at
+                    // a time, so each is the oldest unacknowledged batch
+                    // when its answer comes).
+                    *to.conn = None;
                     let mut again = vec![front];
                     again.extend(in_flight.drain(..));
-                    for f in again {
-                        let result =
-                            send_with_retries(&shared, &topic, partition, &f.batch, &mut conn)
-                                .await;
+                    for mut f in again {
+                        let result = to.send_with_retries(&mut f.batch).await;
                         complete(&topic, partition, f.batch, result);
                     }
                 }
@@ -407,8 +493,8 @@ async fn partition_worker(
     }
 }
 
-fn complete(topic: &str, partition: i32, batch: Vec<Pending>, result: Result<i64, ClientError>) {
-    for (i, p) in batch.into_iter().enumerate() {
+fn complete(topic: &str, partition: i32, batch: Batch, result: Result<i64, ClientError>) {
+    for (i, p) in batch.records.into_iter().enumerate() {
         let outcome = match &result {
             Ok(base) => Ok(RecordMetadata {
                 topic: topic.to_string(),
@@ -421,43 +507,85 @@ fn complete(topic: &str, partition: i32, batch: Vec<Pending>, result: Result<i64
     }
 }
 
-async fn send_with_retries(
-    shared: &Shared,
-    topic: &str,
+/// Where a partition worker sends: its partition, its connection to the
+/// leader, and (when idempotent) its sequence numbers.
+struct Target<'a> {
+    shared: &'a Shared,
+    topic: &'a str,
     partition: i32,
-    batch: &[Pending],
-    conn: &mut Option<(i32, Connection)>,
-) -> Result<i64, ClientError> {
-    let config = &shared.config;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let error = match send_once(shared, topic, partition, batch, conn).await {
-            Ok(base) => return Ok(base),
-            Err(e) => e,
-        };
-        let retriable = match &error {
-            ClientError::Kafka { error, .. } => is_retriable(*error),
-            ClientError::Io { .. } => true,
-            _ => false,
-        };
-        if !retriable || attempt > config.retries {
-            return Err(if attempt > 1 {
-                ClientError::Exhausted {
-                    attempts: attempt,
-                    last: Box::new(error),
-                }
-            } else {
-                error
-            });
+    conn: &'a mut Option<(i32, Connection)>,
+    sequencer: &'a mut Option<Sequencer>,
+}
+
+impl Target<'_> {
+    /// Sends `batch` until it is acknowledged, retries run out, or the
+    /// error is final.
+    async fn send_with_retries(&mut self, batch: &mut Batch) -> Result<i64, ClientError> {
+        let config = &self.shared.config;
+        let (topic, partition) = (self.topic, self.partition);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match self.send_once(batch).await {
+                Ok(base) => return Ok(base),
+                Err(e) => e,
+            };
+            let retriable = match &error {
+                ClientError::Kafka { error, .. } => is_retriable(*error),
+                ClientError::Io { .. } => true,
+                _ => false,
+            };
+            let reaction = match (error.kafka_error(), self.sequencer.is_some()) {
+                (Some(e), true) => idempotence::react(e, retriable),
+                _ if retriable => Reaction::Retry,
+                _ => Reaction::Fail,
+            };
+            if reaction == Reaction::Fail || attempt > config.retries {
+                return Err(if attempt > 1 {
+                    ClientError::Exhausted {
+                        attempts: attempt,
+                        last: Box::new(error),
+                    }
+                } else {
+                    error
+                });
+            }
+            tracing::debug!(topic, partition, attempt, %error, ?reaction, "produce retry");
+            if reaction == Reaction::BumpEpoch {
+                self.bump_epoch().await?;
+                continue;
+            }
+            self.reroute(&error).await;
         }
-        tracing::debug!(topic, partition, attempt, %error, "produce retry");
-        if let (ClientError::Io { .. }, Some((_, c))) = (&error, conn.as_ref()) {
+    }
+
+    /// KIP-360: the broker lacks this producer's state or the batch before
+    /// this one; nothing after this batch can be stored, so start a new
+    /// epoch (a new producer id once epochs run out) numbered from 0.
+    async fn bump_epoch(&mut self) -> Result<(), ClientError> {
+        let Some(sequencer) = self.sequencer.as_mut() else {
+            return Ok(());
+        };
+        if !sequencer.bump_epoch() {
+            let mut cluster = self.shared.cluster.lock().await;
+            sequencer.restart(init_producer_id(&mut cluster, &self.shared.config).await?);
+        }
+        tracing::info!(topic = self.topic, partition = self.partition,
+            identity = ?sequencer.identity(), "producer epoch bumped");
+        Ok(())
+    }
+
+    /// After a retriable refusal: follow its leader hint, or back off and
+    /// refresh metadata.
+    async fn reroute(&mut self, error: &ClientError) {
+        let shared = self.shared;
+        let (topic, partition) = (self.topic, self.partition);
+        if let (ClientError::Io { .. }, Some((_, c))) = (error, self.conn.as_ref()) {
             // The broker may be gone: refresh metadata rather than
             // reconnect at once.
             shared.cluster.lock().await.mark_unreachable(c.addr());
         }
-        *conn = None;
+        *self.conn = None;
         let hint = {
             let mut hints = shared.hints.lock().unwrap_or_else(|e| e.into_inner());
             hints.remove(&(topic.to_string(), partition))
@@ -466,7 +594,7 @@ async fn send_with_retries(
         // KIP-951: the refusal named the new leader; go there at once.
         if !hint.is_some_and(|h| cluster.follow_hint(topic, partition, h.leader, h.addr)) {
             drop(cluster);
-            tokio::time::sleep(config.retry_backoff).await;
+            tokio::time::sleep(shared.config.retry_backoff).await;
             let _ = shared
                 .cluster
                 .lock()
@@ -475,68 +603,63 @@ async fn send_with_retries(
                 .await;
         }
     }
-}
 
-/// Writes the batch's Produce request to the partition leader; returns its
-/// correlation id.
-async fn start_send(
-    shared: &Shared,
-    topic: &str,
-    partition: i32,
-    batch: &[Pending],
-    conn: &mut Option<(i32, Connection)>,
-) -> Result<i32, ClientError> {
-    let leader = {
-        let mut cluster = shared.cluster.lock().await;
-        let leader = cluster.leader_or_refresh(topic, partition).await?;
-        if conn.as_ref().is_none_or(|(b, _)| *b != leader.broker) {
-            let addr = cluster.broker_addr(leader.broker).ok_or_else(|| {
-                ClientError::Protocol(format!("no address for broker {}", leader.broker))
-            })?;
-            // Retried after a metadata refresh, which names the new leader
-            // as soon as there is one.
-            cluster.check_reachable(&addr)?;
-            drop(cluster);
-            match Connection::connect(&addr).await {
-                Ok(c) => *conn = Some((leader.broker, c)),
-                Err(e) => {
-                    shared.cluster.lock().await.mark_unreachable(&addr);
-                    return Err(e);
+    /// Writes the batch's Produce request to the partition leader; returns
+    /// its correlation id. An idempotent batch gets its sequence here, at
+    /// its first send in the current epoch.
+    async fn start_send(&mut self, batch: &mut Batch) -> Result<i32, ClientError> {
+        let shared = self.shared;
+        let (topic, partition) = (self.topic, self.partition);
+        let leader = {
+            let mut cluster = shared.cluster.lock().await;
+            let leader = cluster.leader_or_refresh(topic, partition).await?;
+            if self.conn.as_ref().is_none_or(|(b, _)| *b != leader.broker) {
+                let addr = cluster.broker_addr(leader.broker).ok_or_else(|| {
+                    ClientError::Protocol(format!("no address for broker {}", leader.broker))
+                })?;
+                // Retried after a metadata refresh, which names the new
+                // leader as soon as there is one.
+                cluster.check_reachable(&addr)?;
+                drop(cluster);
+                match Connection::connect(&addr).await {
+                    Ok(c) => *self.conn = Some((leader.broker, c)),
+                    Err(e) => {
+                        shared.cluster.lock().await.mark_unreachable(&addr);
+                        return Err(e);
+                    }
                 }
             }
+            leader
+        };
+        if let Some(sequencer) = self.sequencer.as_mut() {
+            let records = batch.records.len() as i32;
+            batch.sequence = Some(sequencer.assign(batch.sequence, records));
         }
-        leader
-    };
-    let (_, connection) = conn.as_mut().expect("connected above");
-    let records = encode(batch, leader.epoch, shared.config.compression)?;
-    let request = ProduceRequest::default()
-        .with_acks(shared.config.acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])]);
-    connection.send_request(&request, PRODUCE_VERSION).await
-}
-
-/// Sends one batch and waits for its response: the base offset.
-async fn send_once(
-    shared: &Shared,
-    topic: &str,
-    partition: i32,
-    batch: &[Pending],
-    conn: &mut Option<(i32, Connection)>,
-) -> Result<i64, ClientError> {
-    let correlation_id = start_send(shared, topic, partition, batch, conn).await?;
-    if shared.config.acks == 0 {
-        return Ok(-1);
+        let (_, connection) = self.conn.as_mut().expect("connected above");
+        let records = encode(batch, leader.epoch, shared.config.compression)?;
+        let request = ProduceRequest::default()
+            .with_acks(shared.config.acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records))])]);
+        connection.send_request(&request, PRODUCE_VERSION).await
     }
-    let (_, connection) = conn.as_mut().expect("connected by start_send");
-    let response = connection
-        .receive::<ProduceRequest>(PRODUCE_VERSION, correlation_id)
-        .await?;
-    partition_result(shared, topic, partition, &response)
+
+    /// Sends one batch and waits for its response: the base offset.
+    async fn send_once(&mut self, batch: &mut Batch) -> Result<i64, ClientError> {
+        let correlation_id = self.start_send(batch).await?;
+        if self.shared.config.acks == 0 {
+            return Ok(-1);
+        }
+        let (_, connection) = self.conn.as_mut().expect("connected by start_send");
+        let response = connection
+            .receive::<ProduceRequest>(PRODUCE_VERSION, correlation_id)
+            .await?;
+        partition_result(self.shared, self.topic, self.partition, &response)
+    }
 }
 
 fn partition_result(
@@ -575,16 +698,21 @@ fn partition_result(
     Ok(p.base_offset)
 }
 
-/// One RecordBatch v2 of the records, stamped with the known leader epoch.
+/// One RecordBatch v2 of the records, stamped with the known leader epoch
+/// and, when idempotent, the batch's producer id, epoch and sequence.
 fn encode(
-    batch: &[Pending],
+    batch: &Batch,
     leader_epoch: i32,
     compression: Compression,
 ) -> Result<Bytes, ClientError> {
+    let producer = batch.sequence.map_or((-1, -1, -1), |s| {
+        (s.producer_id, s.producer_epoch, s.base_sequence)
+    });
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let records: Vec<kafka_protocol::records::Record> = batch
+        .records
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -599,11 +727,15 @@ fn encode(
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: leader_epoch,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id: producer.0,
+                producer_epoch: producer.1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                // The encoder writes the first record's as baseSequence.
+                sequence: match producer.2 {
+                    -1 => -1,
+                    base => base.wrapping_add(i as i32),
+                },
                 timestamp: p.record.timestamp.unwrap_or(now),
                 key: p.record.key.clone(),
                 value: p.record.value.clone(),

@@ -72,7 +72,9 @@ def is_unknown(err):
 def run_producer(bootstrap, topic, partitions, process, hist, rate):
     producer = Producer({
         "bootstrap.servers": bootstrap, "acks": "all",
-        "enable.idempotence": False,
+        # Idempotent: each record stored once (claim 8), so the checker
+        # counts a duplicate of these sends as an anomaly.
+        "enable.idempotence": True,
         # One request in flight per broker: a retry cannot overtake a later
         # record, so per-partition order is what the checker may demand.
         "max.in.flight.requests.per.connection": 1,
@@ -98,7 +100,8 @@ def run_producer(bootstrap, topic, partitions, process, hist, rate):
         else:
             outcome = {"status": "fail", "error": str(err)}
         hist.write(kind="send", process=process, t_start=t_start, t_end=now_ms(),
-                   topic=topic, partition=partition, value=value, outcome=outcome)
+                   topic=topic, partition=partition, value=value, outcome=outcome,
+                   idempotent=True)
 
     interval = 1.0 / rate
     next_at = time.monotonic()

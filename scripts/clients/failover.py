@@ -1,7 +1,10 @@
 """Keep producing and consuming through a real Kafka client while the test
 kills the partition's leader, and check that the consumer was given every
-acknowledged record at the offset it was acknowledged at. Exit status 0
-only if so. Prints "delivered N" and "consumed M" on success.
+acknowledged record at the offset it was acknowledged at, and (the
+producers are idempotent: kafka-python's by default, librdkafka's switched
+on) that no value was stored twice and acknowledged values are stored in
+send order (claim 8). Exit status 0 only if so. Prints "delivered N" and
+"consumed M" on success.
 
 Usage: failover.py {confluent,kafka-python} BOOTSTRAP TOPIC SECONDS
 """
@@ -14,7 +17,7 @@ def produce_confluent(bootstrap, topic, seconds):
     from confluent_kafka import Producer
 
     acked = {}
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                          "message.timeout.ms": 30000, "linger.ms": 5})
 
     def report(err, msg):
@@ -34,9 +37,8 @@ def produce_confluent(bootstrap, topic, seconds):
 def produce_kafka_python(bootstrap, topic, seconds):
     from kafka import KafkaProducer
 
-    # No idempotent producer yet (InitProducerId is not served): plain retries.
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=100,
-                             enable_idempotence=False,
+    # kafka-python 3's default producer is idempotent (acks=all with it).
+    producer = KafkaProducer(bootstrap_servers=bootstrap, retries=100,
                              retry_backoff_ms=50, request_timeout_ms=5000,
                              max_block_ms=30000)
     futures, deadline, i = [], time.time() + seconds, 0
@@ -94,6 +96,27 @@ def high_watermark(bootstrap, topic):
     return high
 
 
+def client_prefix(client):
+    return "confluent-" if client == "confluent" else "kafka-python-"
+
+
+def check_once_in_order(prefix, acked, consumed):
+    """No value of this producer is stored twice, and its acknowledged
+    values lie at offsets increasing with their send index."""
+    seen = {}
+    for offset in sorted(consumed):
+        value = consumed[offset]
+        if not value.startswith(prefix):
+            continue
+        if value in seen:
+            sys.exit(f"{value} stored twice: at {seen[value]} and {offset}")
+        seen[value] = offset
+    by_index = sorted(acked.items(), key=lambda kv: int(kv[0][len(prefix):]))
+    for (a, a_offset), (b, b_offset) in zip(by_index, by_index[1:]):
+        if a_offset >= b_offset:
+            sys.exit(f"{a} sent before {b} but stored at {a_offset} >= {b_offset}")
+
+
 def main():
     import threading
 
@@ -115,6 +138,7 @@ def main():
     for value, offset in acked.items():
         if consumed.get(offset) != value:
             sys.exit(f"acknowledged {value} at {offset}, consumed {consumed.get(offset)!r}")
+    check_once_in_order(client_prefix(client), acked, consumed)
     print(f"delivered {len(acked)}")
     print(f"consumed {len(consumed)}")
 

@@ -54,7 +54,7 @@ where
     None
 }
 
-/// An acks=all producer, one request in flight (so its acknowledged
+/// An acks=all idempotent producer (the client's default), one request in flight (so its acknowledged
 /// offsets must rise), `rate` sends a second round-robin over the
 /// partitions, each value unique: `r<process>-<seq>`.
 pub async fn producer(ctx: Ctx, process: u64, rate: u32) {
@@ -93,7 +93,8 @@ pub async fn producer(ctx: Ctx, process: u64, rate: u32) {
             partition,
             value,
             outcome,
-            idempotent: false,
+            // ProducerConfig's default: the idempotent producer.
+            idempotent: true,
         }));
     }
 }
