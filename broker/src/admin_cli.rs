@@ -31,6 +31,9 @@ enum AdminCommand {
     /// List, describe, delete consumer groups, or reset their offsets.
     #[command(subcommand)]
     Group(crate::admin_groups_cli::GroupCommand),
+    /// The idempotent producers partition leaders know.
+    #[command(subcommand)]
+    Producers(ProducersCommand),
     /// Move leadership of every partition back to its preferred replica
     /// (the first one) where that replica is alive and in the ISR.
     ElectLeaders {
@@ -72,6 +75,16 @@ enum TopicCommand {
     Delete {
         /// Topic name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProducersCommand {
+    /// Each partition's producers (DescribeProducers, asked of its
+    /// leader): producer id, epoch, last sequence, last batch's timestamp.
+    Describe {
+        /// Topic name.
+        topic: String,
     },
 }
 
@@ -177,6 +190,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Group(command) => {
             crate::admin_groups_cli::run(&mut admin, command, args.json).await?;
+        }
+        AdminCommand::Producers(ProducersCommand::Describe { topic }) => {
+            print_producers(&admin.describe_producers(&topic).await?, args.json);
         }
     }
     Ok(())
@@ -356,6 +372,43 @@ fn print_topic(topic: &TopicInfo, as_json: bool) {
         &["PARTITION", "LEADER", "LEADER_EPOCH", "REPLICAS", "ISR"],
         rows,
     );
+}
+
+fn print_producers(partitions: &[client::admin_producers::PartitionProducers], as_json: bool) {
+    if as_json {
+        let list: Vec<_> = partitions
+            .iter()
+            .flat_map(|p| {
+                p.producers.iter().map(move |a| json!({ "partition": p.partition, "leader": p.leader, "producer_id": a.producer_id, "producer_epoch": a.producer_epoch, "last_sequence": a.last_sequence, "last_timestamp": a.last_timestamp }))
+            })
+            .collect();
+        println!("{}", json!(list));
+        return;
+    }
+    let rows = partitions
+        .iter()
+        .flat_map(|p| {
+            p.producers.iter().map(move |a| {
+                vec![
+                    p.partition.to_string(),
+                    p.leader.to_string(),
+                    a.producer_id.to_string(),
+                    a.producer_epoch.to_string(),
+                    a.last_sequence.to_string(),
+                    a.last_timestamp.to_string(),
+                ]
+            })
+        })
+        .collect();
+    let headers = [
+        "PARTITION",
+        "LEADER",
+        "PRODUCER_ID",
+        "EPOCH",
+        "LAST_SEQUENCE",
+        "LAST_TIMESTAMP",
+    ];
+    print_table(&headers, rows);
 }
 
 /// Prints `rows` under `headers`, columns padded to their widest cell.

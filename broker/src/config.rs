@@ -111,6 +111,10 @@ pub struct Settings {
     /// (log.cleaner.backoff.ms) [default: 15000].
     #[arg(long)]
     pub log_cleaner_backoff_ms: Option<u64>,
+    /// How long a partition keeps an idle idempotent producer's state
+    /// (producer.id.expiration.ms) [default: 86400000, one day].
+    #[arg(long)]
+    pub producer_id_expiration_ms: Option<u64>,
 }
 
 /// A setting that cannot be used, with the reason.
@@ -183,7 +187,8 @@ impl Settings {
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
             group_initial_rebalance_delay_ms,
-            log_cleaner_backoff_ms
+            log_cleaner_backoff_ms,
+            producer_id_expiration_ms
         )
     }
 
@@ -379,6 +384,9 @@ impl Settings {
         }
         Ok(BrokerConfig {
             log_cleaner_backoff_ms,
+            producer_id_expiration_ms: self
+                .producer_id_expiration_ms
+                .unwrap_or(storage::producer_state::PRODUCER_ID_EXPIRATION_MS_DEFAULT),
             offsets_topic_num_partitions,
             groups,
             leader_lease_enable: self.leader_lease_enable.unwrap_or(true),
@@ -439,6 +447,8 @@ pub struct BrokerConfig {
     pub lease: LeaseConfig,
     /// Kafka's log.cleaner.backoff.ms.
     pub log_cleaner_backoff_ms: u64,
+    /// Kafka's producer.id.expiration.ms.
+    pub producer_id_expiration_ms: u64,
     /// Kafka's offsets.topic.num.partitions.
     pub offsets_topic_num_partitions: i32,
     /// The group coordinator's limits (session timeouts, initial delay).

@@ -102,8 +102,10 @@ fn clean(p: &crate::partition::Partition, now: i64) {
 }
 
 /// Timed work: interval flushes (every 100 ms), high-watermark checkpoints
-/// (every 5 s, Kafka's default), compaction (log.cleaner.backoff.ms) and retention (every 5 minutes, Kafka's
-/// log.retention.check.interval.ms).
+/// (every 5 s, Kafka's default), compaction (log.cleaner.backoff.ms),
+/// retention (every 5 minutes, Kafka's log.retention.check.interval.ms)
+/// and idle producers' expiry (every 10 minutes, Kafka's
+/// producer.id.expiration.check.interval.ms).
 async fn maintain(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut ticks: u64 = 0;
@@ -131,6 +133,14 @@ async fn maintain(broker: Arc<Broker>) {
                     }
                     if ticks % 3000 == 0 {
                         let _ = log.apply_retention(now);
+                    }
+                    if ticks % 6000 == 0 {
+                        let expiry = broker.config.producer_id_expiration_ms;
+                        let expired = log.remove_expired_producers(now, expiry);
+                        if expired > 0 {
+                            tracing::info!(topic = %p.topic, partition = p.index, expired,
+                                "idle producers expired (producer.id.expiration.ms)");
+                        }
                     }
                 }
                 if ticks % clean_every == 0 && p.compacts() {
@@ -166,7 +176,8 @@ fn close_logs(broker: &Broker) {
     let _ = broker.serve_windows.write(&broker.config.data_dir);
     for p in broker.all_partitions() {
         let mut log = p.log.lock();
-        if let Err(e) = log.flush().and_then(|_| log.checkpoint_high_watermark()) {
+        let closed = log.flush().and_then(|_| log.checkpoint_high_watermark());
+        if let Err(e) = closed.and_then(|()| log.write_producer_snapshot()) {
             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "clean close failed");
         }
     }

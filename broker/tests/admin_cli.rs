@@ -148,3 +148,43 @@ fn errors_are_clear_and_exit_non_zero() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach 127.0.0.1:1"));
 }
+
+/// `baton admin producers describe`: the Rust client's default producer
+/// (idempotent) shows up on each partition it wrote, with its last
+/// sequence.
+#[test]
+fn producers_describe_lists_idempotent_producers() {
+    let baton = Baton::start(&[]);
+    let a = &baton.addr;
+    stdout(&admin(
+        a,
+        &["topic", "create", "payments", "--partitions", "2"],
+    ));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let producer = client::Producer::new(client::ProducerConfig::new(a))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let record = client::Record::new("payments", format!("{i}")).with_partition(1);
+            producer.send(record).await.unwrap().await.unwrap();
+        }
+    });
+    let table = stdout(&admin(a, &["producers", "describe", "payments"]));
+    let header = "PARTITION  LEADER  PRODUCER_ID  EPOCH  LAST_SEQUENCE  LAST_TIMESTAMP";
+    assert!(table.starts_with(header), "{table}");
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "one producer, on partition 1 only: {table}");
+    let cells: Vec<&str> = rows[0].split_whitespace().collect();
+    assert_eq!(
+        (cells[0], cells[1], cells[3], cells[4]),
+        ("1", "1", "0", "2"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&admin(
+        a,
+        &["producers", "describe", "payments", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(json[0]["last_sequence"], 2);
+}

@@ -8,6 +8,7 @@ pub mod connection;
 pub use connection::{ClientError, Connection};
 pub mod admin;
 pub mod admin_groups;
+pub mod admin_producers;
 pub mod cluster;
 pub mod consumer;
 pub mod group;

@@ -75,8 +75,10 @@ impl Log {
         self.producers.remove_expired(now_ms, expiration_ms)
     }
 
-    /// Writes the producer state as of the log end to its snapshot file.
-    pub(crate) fn write_producer_snapshot(&mut self) -> Result<(), Failure> {
+    /// Writes the producer state as of the log end to its snapshot file
+    /// (segment roll and clean close do), so the next open replays nothing
+    /// before it.
+    pub fn write_producer_snapshot(&mut self) -> Result<(), Failure> {
         let path = self.dir.join(snapshot_file_name(self.log_end_offset()));
         let written = write_atomically(self.fs.as_ref(), &path, &encode_snapshot(&self.producers));
         self.io(written)
