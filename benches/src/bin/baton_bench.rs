@@ -29,9 +29,12 @@ enum Workload {
     E2e,
     /// All three.
     All,
+    /// The peak produce with the idempotent producer on and off, in
+    /// alternating rounds of the same run (the cost of claim 8).
+    Idempotence,
 }
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(about = "Baton produce/consume throughput and latency next to the machine's limits")]
 struct Args {
     /// What to run.
@@ -62,6 +65,12 @@ struct Args {
     /// acks: 0, 1 or -1 (all).
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
     acks: i16,
+    /// The Rust producer's enable.idempotence (it applies with acks=all).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    enable_idempotence: bool,
+    /// Rounds of each setting for `idempotence`.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Partitions of the benchmark topic.
     #[arg(long, default_value_t = 1)]
     partitions: i32,
@@ -198,7 +207,7 @@ async fn produce(
     topic: &str,
     rate: Option<f64>,
 ) -> (f64, Histogram<u64>, usize) {
-    let mut config = ProducerConfig::new(addr);
+    let mut config = ProducerConfig::new(addr).enable_idempotence(args.enable_idempotence);
     config.acks = args.acks;
     config.batch_size = args.batch_size;
     config.linger = Duration::from_millis(args.linger_ms);
@@ -431,6 +440,39 @@ fn disk_limit(dir: &Path) -> f64 {
     result
 }
 
+/// The peak produce with idempotence on and off, alternating, `rounds`
+/// times each on fresh topics: the medians, and on's share of off's.
+async fn idempotence_cost(args: &Args, addr: &str, admin: &mut Admin, topic: &str, limit: f64) {
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..args.rounds {
+        for (i, on) in [true, false].into_iter().enumerate() {
+            let run = Args {
+                enable_idempotence: on,
+                ..args.clone()
+            };
+            let round_topic = format!("{topic}-{round}-{on}");
+            create(admin, &run, &round_topic, run.partitions).await;
+            let (secs, h, sent) = produce(&run, addr, &round_topic, None).await;
+            let mb = mb_s((sent * run.record_size) as f64, secs);
+            println!(
+                "round {round}, idempotence {on}: {mb:.1} MB/s, {:.0} records/s; {}",
+                sent as f64 / secs,
+                percentiles(&h)
+            );
+            rates[i].push(mb);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (on, off) = (median(&mut rates[0]), median(&mut rates[1]));
+    println!(
+        "produce, idempotence on: median {on:.1} MB/s; off: median {off:.1} MB/s; on/off {:.3} (target >= 0.95); lower machine limit {limit:.0} MB/s",
+        on / off
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -458,6 +500,9 @@ async fn main() {
     let topic = format!("bench-{}", std::process::id());
     create(&mut admin, &args, &topic, args.partitions).await;
     let epochs_before = leader_epochs(&mut admin, &topic).await;
+    if args.workload == Workload::Idempotence {
+        return idempotence_cost(&args, &broker.addr, &mut admin, &topic, limit).await;
+    }
     let mut peak = None;
     if matches!(
         args.workload,
