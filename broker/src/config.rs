@@ -115,6 +115,10 @@ pub struct Settings {
     /// (producer.id.expiration.ms) [default: 86400000, one day].
     #[arg(long)]
     pub producer_id_expiration_ms: Option<u64>,
+    /// How often idle producers are looked for
+    /// (producer.id.expiration.check.interval.ms) [default: 600000].
+    #[arg(long)]
+    pub producer_id_expiration_check_interval_ms: Option<u64>,
 }
 
 /// A setting that cannot be used, with the reason.
@@ -188,7 +192,8 @@ impl Settings {
             group_max_session_timeout_ms,
             group_initial_rebalance_delay_ms,
             log_cleaner_backoff_ms,
-            producer_id_expiration_ms
+            producer_id_expiration_ms,
+            producer_id_expiration_check_interval_ms
         )
     }
 
@@ -387,6 +392,9 @@ impl Settings {
             producer_id_expiration_ms: self
                 .producer_id_expiration_ms
                 .unwrap_or(storage::producer_state::PRODUCER_ID_EXPIRATION_MS_DEFAULT),
+            producer_id_expiration_check_interval_ms: self
+                .producer_id_expiration_check_interval_ms
+                .unwrap_or(600_000),
             offsets_topic_num_partitions,
             groups,
             leader_lease_enable: self.leader_lease_enable.unwrap_or(true),
@@ -449,6 +457,8 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     /// Kafka's producer.id.expiration.ms.
     pub producer_id_expiration_ms: u64,
+    /// Kafka's producer.id.expiration.check.interval.ms.
+    pub producer_id_expiration_check_interval_ms: u64,
     /// Kafka's offsets.topic.num.partitions.
     pub offsets_topic_num_partitions: i32,
     /// The group coordinator's limits (session timeouts, initial delay).

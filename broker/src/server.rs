@@ -104,14 +104,15 @@ fn clean(p: &crate::partition::Partition, now: i64) {
 /// Timed work: interval flushes (every 100 ms), high-watermark checkpoints
 /// (every 5 s, Kafka's default), compaction (log.cleaner.backoff.ms),
 /// retention (every 5 minutes, Kafka's log.retention.check.interval.ms)
-/// and idle producers' expiry (every 10 minutes, Kafka's
-/// producer.id.expiration.check.interval.ms).
+/// and idle producers' expiry (producer.id.expiration.check.interval.ms,
+/// 10 minutes).
 async fn maintain(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut ticks: u64 = 0;
     // Compacted partitions are cleaned every log.cleaner.backoff.ms; a pass
     // over a clean log writes nothing.
     let clean_every = (broker.config.log_cleaner_backoff_ms / 100).max(1);
+    let expire_every = (broker.config.producer_id_expiration_check_interval_ms / 100).max(1);
     loop {
         tick.tick().await;
         ticks += 1;
@@ -134,7 +135,7 @@ async fn maintain(broker: Arc<Broker>) {
                     if ticks % 3000 == 0 {
                         let _ = log.apply_retention(now);
                     }
-                    if ticks % 6000 == 0 {
+                    if ticks % expire_every == 0 {
                         let expiry = broker.config.producer_id_expiration_ms;
                         let expired = log.remove_expired_producers(now, expiry);
                         if expired > 0 {

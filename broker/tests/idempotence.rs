@@ -147,3 +147,56 @@ async fn bad_producer_batches_get_kafkas_codes_and_change_nothing() {
         "still in sequence"
     );
 }
+
+/// (producer id, epoch, last sequence) of partition 0's producers.
+async fn producers(conn: &mut Connection, name: &str) -> Vec<(i64, i32, i32)> {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::DescribeProducersRequest;
+    let request = DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+        .with_name(topic(name))
+        .with_partition_indexes(vec![0])]);
+    let r = conn.send(&request, 0).await.expect("DescribeProducers");
+    let p = &r.topics[0].partitions[0];
+    p.active_producers
+        .iter()
+        .map(|a| (a.producer_id.0, a.producer_epoch, a.last_sequence))
+        .collect()
+}
+
+/// KIP-360 end to end: a broker that forgot an idle producer
+/// (producer.id.expiration.ms) answers its next batch UNKNOWN_PRODUCER_ID;
+/// the Rust client bumps its epoch, starts again at sequence 0, and the
+/// record is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_producer_starts_a_new_epoch() {
+    let baton = Baton::start(&[
+        "--producer-id-expiration-ms",
+        "2000",
+        "--producer-id-expiration-check-interval-ms",
+        "100",
+    ]);
+    let mut conn = baton.connect().await;
+    create_topic(&mut conn, "expire", 1).await;
+    let producer = client::Producer::new(client::ProducerConfig::new(&baton.addr))
+        .await
+        .unwrap();
+    let send = |value: &'static str| {
+        let record = client::Record::new("expire", value).with_partition(0);
+        let producer = &producer;
+        async move { producer.send(record).await.unwrap().await.unwrap().offset }
+    };
+    assert_eq!(send("first").await, 0);
+    let [(pid, 0, 0)] = producers(&mut conn, "expire").await[..] else {
+        panic!("one producer at epoch 0, sequence 0");
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !producers(&mut conn, "expire").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the producer never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(send("second").await, 1, "stored once, after the bump");
+    assert_eq!(producers(&mut conn, "expire").await, vec![(pid, 1, 0)]);
+}
