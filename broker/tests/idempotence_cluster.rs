@@ -24,25 +24,12 @@ static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const TOPIC: &str = "once";
 
 async fn start() -> LocalCluster {
-    let cluster = LocalCluster::start(3, 3);
-    let mut admin = client::Admin::connect(cluster.broker_addr(1))
-        .await
-        .expect("admin");
-    admin
-        .create_topic(TOPIC, 1, 3, &[])
-        .await
-        .expect("create topic");
-    cluster
+    LocalCluster::start_with_topic(TOPIC).await
 }
 
 /// The partition's leader as the first of `alive` that answers says.
 async fn leader(cluster: &LocalCluster, alive: &[i32]) -> Option<i32> {
-    for via in alive {
-        if let Some(p) = cluster.try_describe(*via, TOPIC).await {
-            return Some(p[0].leader).filter(|l| *l > 0);
-        }
-    }
-    None
+    cluster.leader_of(TOPIC, alive).await
 }
 
 /// Waits for a leader among `alive` other than `not`.

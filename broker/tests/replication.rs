@@ -22,25 +22,12 @@ const NOT_ENOUGH_REPLICAS: i16 = 19;
 type Acks = Arc<Mutex<BTreeMap<u64, i64>>>;
 
 async fn start() -> LocalCluster {
-    let cluster = LocalCluster::start(3, 3);
-    let mut admin = client::Admin::connect(cluster.broker_addr(1))
-        .await
-        .expect("admin");
-    admin
-        .create_topic(TOPIC, 1, 3, &[])
-        .await
-        .expect("create topic");
-    cluster
+    LocalCluster::start_with_topic(TOPIC).await
 }
 
 /// The partition's leader as any of `alive` reports it.
 async fn leader(cluster: &LocalCluster, alive: &[i32]) -> Option<i32> {
-    for via in alive {
-        if let Some(p) = cluster.try_describe(*via, TOPIC).await {
-            return Some(p[0].leader).filter(|l| *l > 0);
-        }
-    }
-    None
+    cluster.leader_of(TOPIC, alive).await
 }
 
 /// A connection to the leader as the live brokers report it; `None` (after

@@ -76,6 +76,31 @@ impl LocalCluster {
         Self::start_with(brokers, controllers, &[])
     }
 
+    /// Three controllers and three brokers with `topic` created: one
+    /// partition, replication factor 3.
+    pub async fn start_with_topic(topic: &str) -> LocalCluster {
+        let cluster = Self::start(3, 3);
+        let mut admin = client::Admin::connect(cluster.broker_addr(1))
+            .await
+            .expect("admin");
+        admin
+            .create_topic(topic, 1, 3, &[])
+            .await
+            .expect("create topic");
+        cluster
+    }
+
+    /// The leader of `topic`'s partition 0 as the first of `alive` that
+    /// answers reports it; `None` when it names none.
+    pub async fn leader_of(&self, topic: &str, alive: &[i32]) -> Option<i32> {
+        for via in alive {
+            if let Some(p) = self.try_describe(*via, topic).await {
+                return Some(p[0].leader).filter(|l| *l > 0);
+            }
+        }
+        None
+    }
+
     /// As `start`, with more `baton local-cluster` arguments.
     pub fn start_with(brokers: u16, controllers: u16, extra: &[&str]) -> LocalCluster {
         let dir = tempfile::tempdir().expect("tempdir");
