@@ -146,17 +146,7 @@ async fn claim8_librdkafka_idempotent_producer_through_repeated_leader_kills() {
         .await
         .unwrap()
         .expect("failover.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let delivered: usize = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("delivered "))
-        .and_then(|n| n.parse().ok())
-        .expect("a count");
+    let delivered = common::delivered(&out, "librdkafka");
     eprintln!("librdkafka: {delivered} acknowledged records, each stored once, in order");
     assert!(delivered > 500, "delivered {delivered}");
 }

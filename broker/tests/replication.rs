@@ -425,17 +425,7 @@ async fn real_clients_keep_working_across_a_leader_kill() {
             .await
             .unwrap()
             .expect("failover.py");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{client}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let delivered: usize = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("delivered "))
-            .and_then(|n| n.parse().ok())
-            .expect("a count");
+        let delivered = common::delivered(&out, client);
         eprintln!(
             "{client}: {delivered} acknowledged records read back at their offsets {}",
             String::from_utf8_lossy(&out.stderr)

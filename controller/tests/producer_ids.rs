@@ -8,7 +8,7 @@ mod common;
 
 use controller::commands::{CommandResult, PRODUCER_ID_BLOCK_SIZE};
 use controller::rules::lease::LeaseConfig;
-use controller::service::{call, ControllerRequest as Req, ControllerResponse as Resp, Running};
+use controller::service::{call, ControllerRequest as Req, ControllerResponse as Resp};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -18,27 +18,6 @@ const LEASE: LeaseConfig = LeaseConfig {
     session_timeout_ms: 120_000,
     max_clock_drift_ppm: 10_000,
 };
-
-/// Waits for the running controllers to agree on a leader among them.
-async fn leader(nodes: &BTreeMap<u64, Running>) -> u64 {
-    let start = Instant::now();
-    loop {
-        let views: Vec<Option<u64>> = nodes
-            .values()
-            .map(|c| c.service.controller.leader())
-            .collect();
-        if let Some(Some(l)) = views.first() {
-            if nodes.contains_key(l) && views.iter().all(|v| v == &Some(*l)) {
-                return *l;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no agreed leader: {views:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Sends a leader-only request to whichever controller is active.
 async fn ask(addrs: &[String], r: Req) -> Resp {
@@ -94,7 +73,7 @@ async fn producer_id_blocks_stay_disjoint_across_failover_and_restart() {
     let quorum = common::free_quorum(3);
     let addrs: Vec<String> = quorum.values().cloned().collect();
     let mut nodes = common::start_all(&quorum, dir.path(), LEASE).await;
-    let first = leader(&nodes).await;
+    let first = common::leader(&nodes, Duration::from_secs(15)).await;
     let register = Req::RegisterBroker {
         id: 1,
         endpoint: "b1:9092".into(),
@@ -121,7 +100,7 @@ async fn producer_id_blocks_stay_disjoint_across_failover_and_restart() {
 
     // The active controller dies: the next one continues the counter.
     nodes.remove(&first).unwrap().shutdown().await;
-    let second = leader(&nodes).await;
+    let second = common::leader(&nodes, Duration::from_secs(15)).await;
     assert_ne!(second, first);
     for _ in 0..3 {
         blocks.push(allocate(&addrs, epoch).await);
@@ -137,7 +116,7 @@ async fn producer_id_blocks_stay_disjoint_across_failover_and_restart() {
         node.shutdown().await;
     }
     nodes = common::start_all(&quorum, dir.path(), LEASE).await;
-    leader(&nodes).await;
+    common::leader(&nodes, Duration::from_secs(15)).await;
     for _ in 0..2 {
         blocks.push(allocate(&addrs, epoch).await);
     }

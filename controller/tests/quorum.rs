@@ -21,27 +21,6 @@ async fn start(id: u64, quorum: &BTreeMap<u64, String>, dir: &Path) -> Running {
     common::start_one(id, quorum, dir, LEASE).await
 }
 
-/// Waits for the running controllers to agree on a leader among them.
-async fn leader(nodes: &BTreeMap<u64, Running>, within: Duration) -> u64 {
-    let start = Instant::now();
-    loop {
-        let views: Vec<Option<u64>> = nodes
-            .values()
-            .map(|c| c.service.controller.leader())
-            .collect();
-        if let Some(Some(l)) = views.first() {
-            if nodes.contains_key(l) && views.iter().all(|v| v == &Some(*l)) {
-                return *l;
-            }
-        }
-        assert!(
-            start.elapsed() < within,
-            "no agreed leader within {within:?}: {views:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Registers broker `id` through whichever controller is active, retrying
 /// through elections (under load one can happen at any moment).
 async fn register(nodes: &BTreeMap<u64, Running>, id: i32) -> Option<u64> {
@@ -89,14 +68,14 @@ async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_dis
     for id in 1..=3 {
         nodes.insert(id, start(id, &quorum, dir.path()).await);
     }
-    let first = leader(&nodes, Duration::from_secs(10)).await;
+    let first = common::leader(&nodes, Duration::from_secs(10)).await;
     assert_eq!(register(&nodes, 1).await, Some(1));
     converge(&nodes, 1).await;
 
     // The active controller dies: another takes over, nothing committed is lost.
     nodes.remove(&first).unwrap().shutdown().await;
     let lost_at = Instant::now();
-    let second = leader(&nodes, Duration::from_secs(10)).await;
+    let second = common::leader(&nodes, Duration::from_secs(10)).await;
     let takeover = lost_at.elapsed();
     assert_ne!(second, first);
     // Two election timeouts (2 x 600 ms), plus scheduling slack on 2 cores.
@@ -133,7 +112,7 @@ async fn quorum_survives_leader_loss_stops_without_majority_and_resumes_from_dis
     for id in [first, second] {
         nodes.insert(id, start(id, &quorum, dir.path()).await);
     }
-    leader(&nodes, Duration::from_secs(10)).await;
+    common::leader(&nodes, Duration::from_secs(10)).await;
     let epoch = register(&nodes, 3).await;
     assert!(epoch >= Some(3), "broker epochs only rise: {epoch:?}");
     converge(&nodes, 3).await;
@@ -163,7 +142,7 @@ async fn malformed_raft_rpcs_change_nothing() {
     let quorum = BTreeMap::from([(1u64, addr.clone())]);
     let node = start(1, &quorum, dir.path()).await;
     let mut nodes = BTreeMap::from([(1u64, node)]);
-    leader(&nodes, Duration::from_secs(10)).await;
+    common::leader(&nodes, Duration::from_secs(10)).await;
     assert_eq!(register(&nodes, 7).await, Some(1));
     let before = nodes[&1].service.controller.state().metadata;
     let oversized = u32::MAX.to_be_bytes().to_vec();
@@ -204,7 +183,7 @@ async fn controllers_disagreeing_on_the_quorum_refuse_each_other() {
         nodes.insert(id, start(id, &agreed, dir.path()).await);
     }
     let odd = start(3, &quorum, dir.path()).await; // believes in a 4th controller
-    let leader_id = leader(&nodes, Duration::from_secs(10)).await;
+    let leader_id = common::leader(&nodes, Duration::from_secs(10)).await;
     assert_eq!(register(&nodes, 1).await, Some(1));
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(
@@ -256,7 +235,7 @@ async fn restart_with_another_quorum_is_refused() {
     drop(probe);
     let node = start(1, &quorum, dir.path()).await;
     let nodes = BTreeMap::from([(1u64, node)]);
-    leader(&nodes, Duration::from_secs(10)).await;
+    common::leader(&nodes, Duration::from_secs(10)).await;
     for (_, node) in nodes {
         node.shutdown().await;
     }

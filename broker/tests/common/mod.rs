@@ -197,3 +197,19 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The count a client script reports as `delivered N` on success
+/// (`scripts/clients/failover.py`); panics with its output otherwise.
+pub fn delivered(out: &std::process::Output, what: &str) -> usize {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{what}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("delivered "))
+        .and_then(|n| n.parse().ok())
+        .expect("a count")
+}

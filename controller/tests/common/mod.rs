@@ -6,6 +6,7 @@ use controller::rules::lease::LeaseConfig;
 use controller::service::Running;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// `n` controller ids with free loopback addresses.
 pub fn free_quorum(n: u64) -> BTreeMap<u64, String> {
@@ -44,4 +45,25 @@ pub async fn start_all(
         nodes.insert(id, start_one(id, quorum, dir, lease).await);
     }
     nodes
+}
+
+/// Waits for the running controllers to agree on a leader among them.
+pub async fn leader(nodes: &BTreeMap<u64, Running>, within: Duration) -> u64 {
+    let start = Instant::now();
+    loop {
+        let views: Vec<Option<u64>> = nodes
+            .values()
+            .map(|c| c.service.controller.leader())
+            .collect();
+        if let Some(Some(l)) = views.first() {
+            if nodes.contains_key(l) && views.iter().all(|v| v == &Some(*l)) {
+                return *l;
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "no agreed leader within {within:?}: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
