@@ -75,13 +75,10 @@ pub fn describe_producers(
 }
 
 fn describe_partition(broker: &Broker, topic: &str, index: i32) -> PartitionResponse {
-    let known = broker.image().partition(topic, index).is_some();
-    let described = match known {
-        false => Err(ResponseError::UnknownTopicOrPartition),
-        true => broker.serve(topic, index, -1, |led| {
-            Ok(producers_of(&led.partition.log.lock()))
-        }),
-    };
+    // `serve` answers UNKNOWN_TOPIC_OR_PARTITION and NOT_LEADER_OR_FOLLOWER.
+    let described = broker.serve(topic, index, -1, |led| {
+        Ok(producers_of(&led.partition.log.lock()))
+    });
     let response = PartitionResponse::default().with_partition_index(index);
     match described {
         Ok(active) => response.with_active_producers(active),
