@@ -298,6 +298,21 @@ fn step() -> impl Strategy<Value = Step> {
 /// A producer's batch: (epoch, first sequence, records).
 type Sent = (i16, i32, i32);
 
+/// `sent` was answered: retire it and every answered batch after it once
+/// nothing older is unanswered.
+fn retire(in_flight: &mut Vec<Sent>, answered: &mut Vec<Sent>, sent: Sent) {
+    if in_flight.contains(&sent) && !answered.contains(&sent) {
+        answered.push(sent);
+    }
+    while let Some(front) = in_flight.first().copied() {
+        if !answered.contains(&front) {
+            break;
+        }
+        in_flight.remove(0);
+        answered.retain(|a| *a != front);
+    }
+}
+
 proptest! {
     /// Through retries, reorderings of up to five in-flight batches, epoch
     /// bumps and restarts: every batch is stored at most once, each epoch's
@@ -309,7 +324,12 @@ proptest! {
         let mut state = ProducerState::new();
         let mut log: Vec<ProducerBatch> = Vec::new(); // what the log holds
         let (mut epoch, mut next_seq) = (0i16, 0i32);
+        // Sent and not yet retired, oldest first. As in the client (and
+        // Kafka's, whose answers come in order per connection), a batch is
+        // retired only once it and every batch before it are answered, so
+        // the window of five counts from the oldest unanswered batch.
         let mut in_flight: Vec<Sent> = Vec::new();
+        let mut answered: Vec<Sent> = Vec::new();
         let mut network: Vec<Sent> = Vec::new();
         for s in steps {
             match s {
@@ -325,6 +345,7 @@ proptest! {
                     epoch += 1;
                     next_seq = 0;
                     in_flight.clear();
+                    answered.clear();
                 }
                 Step::Restart { from_snapshot } => {
                     state = match from_snapshot {
@@ -347,7 +368,7 @@ proptest! {
                             state.record(&b);
                             log.push(b);
                             if !answer_lost {
-                                in_flight.retain(|f| *f != sent);
+                                retire(&mut in_flight, &mut answered, sent);
                             }
                         }
                         Ok(Verdict::Duplicate(original)) => {
@@ -355,7 +376,7 @@ proptest! {
                             prop_assert_eq!(original.first_offset, stored.first_offset);
                             prop_assert_eq!(original.last_offset, stored.last_offset);
                             if !answer_lost {
-                                in_flight.retain(|f| *f != sent);
+                                retire(&mut in_flight, &mut answered, sent);
                             }
                         }
                         Err(e) => {
