@@ -40,6 +40,19 @@ pub enum TopicNameError {
     BadCharacter(String),
 }
 
+/// Kafka's internal topics: the group coordinators' `__consumer_offsets`
+/// and the transaction coordinators' `__transaction_state`. A group (or
+/// transaction) lives in the partition its id hashes to modulo the topic's
+/// partition count, so deleting such a topic loses every group's committed
+/// offsets and adding partitions moves groups away from their state: no
+/// client may do either (Kafka's `kafka-topics` refuses the deletion).
+pub const INTERNAL_TOPICS: [&str; 2] = ["__consumer_offsets", "__transaction_state"];
+
+/// Whether `name` is one of Kafka's internal topics.
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 /// Checks a topic name as Kafka does.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicNameError> {
     if name.is_empty() || name == "." || name == ".." {

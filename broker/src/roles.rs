@@ -31,10 +31,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let bound = listener.local_addr()?;
+    // Bound now (a taken port fails at once, and `HOST:0` learns its port
+    // for the registration), listening only once registered: until then a
+    // client's connect is refused and it tries another broker, instead of
+    // being accepted by a broker that cannot answer yet.
+    let socket = bind(config.listen)?;
+    let bound = socket.local_addr()?;
     if config.advertised_port == 0 {
         // --listen HOST:0 picks a free port: advertise the one we got.
         config.advertised_port = bound.port();
@@ -50,6 +52,9 @@ pub async fn run(
     let session_task = tokio::spawn(session.clone().run());
     let feed_task = tokio::spawn(crate::controller_link::follow_metadata(broker.clone()));
     join(&broker).await?;
+    let listener = socket
+        .listen(LISTEN_BACKLOG)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {bound}: {e}"))?;
     tracing::info!(listen = %bound, advertised = %endpoint,
         data_dir = %broker.config.data_dir.display(), "baton broker ready");
     ready(bound);
@@ -65,6 +70,27 @@ pub async fn run(
         controller.shutdown().await;
     }
     Ok(())
+}
+
+/// The accept queue of the Kafka listener (what `std`'s listeners use).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// How often a broker that has not joined yet says what it waits for.
+const WAITING_LOG_INTERVAL: Duration = Duration::from_secs(3);
+
+/// A socket bound to `addr` but not yet listening.
+fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpSocket> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }?;
+    // As `std`'s listeners do: a restarted broker rebinds at once even
+    // while its old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    Ok(socket)
 }
 
 /// Starts the in-process controller of combined mode and points the
@@ -94,27 +120,105 @@ async fn start_combined_controller(
 /// Waits until this broker is registered and its image shows it unfenced
 /// in its current broker epoch (Kafka brokers likewise catch up on
 /// metadata before they serve).
+/// Says every few seconds what it still waits for, so a broker whose
+/// controllers are unreachable is not silent.
 async fn join(broker: &Arc<Broker>) -> anyhow::Result<()> {
     let id = broker.id();
-    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let controllers = broker.session.controllers().join(",");
+    let started = tokio::time::Instant::now();
+    let deadline = started + JOIN_TIMEOUT;
+    let mut next_report = started + WAITING_LOG_INTERVAL;
     loop {
-        let epoch = broker.session.epoch();
-        let image = broker.image();
-        let joined = epoch.is_some_and(|epoch| {
-            image
-                .brokers
-                .get(&id)
-                .is_some_and(|b| b.epoch == epoch && !b.fenced)
-        });
-        if joined && !image.cluster_id.is_empty() {
+        let waiting = join_wait(id, broker.session.epoch(), &broker.image());
+        let Some(waiting) = waiting else {
             return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             anyhow::bail!(
-                "broker {id} could not join the controller quorum at {:?} within {JOIN_TIMEOUT:?}",
-                broker.session.controllers()
+                "broker {id} could not join the controller quorum at {controllers} within \
+                 {JOIN_TIMEOUT:?}: {waiting}"
             );
         }
+        if now >= next_report {
+            next_report = now + WAITING_LOG_INTERVAL;
+            tracing::warn!(broker = id, %controllers, waited = ?started.elapsed(),
+                gives_up_in = ?deadline - now,
+                "not serving clients yet: {waiting}");
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What a starting broker still waits for before it may serve, or `None`
+/// once it has joined: registered (a broker epoch), and an image from the
+/// quorum that shows it unfenced in that epoch.
+fn join_wait(
+    id: i32,
+    epoch: Option<u64>,
+    image: &crate::image::MetadataImage,
+) -> Option<&'static str> {
+    let Some(epoch) = epoch else {
+        return Some("no controller has registered it (none reachable, or no active one)");
+    };
+    if image.cluster_id.is_empty() {
+        return Some("registered, waiting for the first metadata from the controllers");
+    }
+    match image.brokers.get(&id) {
+        Some(b) if b.epoch == epoch && !b.fenced => None,
+        _ => Some("registered, waiting for metadata that shows its registration"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use controller::metadata::BrokerRegistration;
+
+    #[test]
+    fn join_wait_table() {
+        let image = |cluster: &str, broker: Option<(u64, bool)>| {
+            let mut image = crate::image::MetadataImage {
+                cluster_id: cluster.into(),
+                ..Default::default()
+            };
+            if let Some((epoch, fenced)) = broker {
+                let registration = BrokerRegistration {
+                    id: 1,
+                    epoch,
+                    endpoint: "b1:9092".into(),
+                    fenced,
+                    incarnation: 7,
+                };
+                image.brokers.insert(1, registration);
+            }
+            image
+        };
+        let cases = [
+            ("not registered", None, image("c", Some((5, false))), false),
+            ("no metadata yet", Some(5), image("", None), false),
+            (
+                "image predates the registration",
+                Some(5),
+                image("c", None),
+                false,
+            ),
+            (
+                "image shows an older epoch",
+                Some(5),
+                image("c", Some((4, false))),
+                false,
+            ),
+            (
+                "image shows it fenced",
+                Some(5),
+                image("c", Some((5, true))),
+                false,
+            ),
+            ("joined", Some(5), image("c", Some((5, false))), true),
+        ];
+        for (name, epoch, image, joined) in cases {
+            assert_eq!(join_wait(1, epoch, &image).is_none(), joined, "{name}");
+        }
     }
 }

@@ -5,6 +5,7 @@ use super::{str_bytes, topic_name};
 use crate::controller_link::{
     create_partitions as create_partitions_to, create_topic, delete_topic,
 };
+use crate::image::is_internal_topic;
 use crate::partition::{log_config_for, TOPIC_CONFIGS};
 use crate::state::Broker;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
@@ -88,7 +89,8 @@ pub async fn create_topics(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// Handles DeleteTopics, by name (all versions) or by id (v6).
+/// Handles DeleteTopics, by name (all versions) or by id (v6). Internal
+/// topics are refused with INVALID_TOPIC_EXCEPTION.
 pub async fn delete_topics(
     broker: &Broker,
     request: DeleteTopicsRequest,
@@ -115,6 +117,11 @@ pub async fn delete_topics(
                 .with_topic_id(shown_id(id));
             match name {
                 None => result.with_error_code(ResponseError::UnknownTopicId.code()),
+                Some(name) if is_internal_topic(&name) => result
+                    .with_error_code(ResponseError::InvalidTopicException.code())
+                    .with_error_message(
+                        (version >= 5).then(|| str_bytes(&internal_refusal(&name, "deleted"))),
+                    ),
                 Some(name) => match delete_topic(broker, &name).await {
                     Ok(id) => result.with_topic_id(shown_id(id)),
                     Err((e, message)) => result
@@ -127,7 +134,15 @@ pub async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// Handles CreatePartitions.
+/// Why a client may not change an internal topic (Kafka's tool says
+/// "... is a kafka internal topic and is not allowed to be marked for
+/// deletion").
+fn internal_refusal(name: &str, what: &str) -> String {
+    format!("topic {name} is an internal topic and is not allowed to be {what}")
+}
+
+/// Handles CreatePartitions; an internal topic's partition count is fixed
+/// (growing it would move groups away from their committed offsets).
 pub async fn create_partitions(
     broker: &Broker,
     request: CreatePartitionsRequest,
@@ -136,6 +151,17 @@ pub async fn create_partitions(
     for t in request.topics {
         let name = t.name.0.to_string();
         let result = CreatePartitionsTopicResult::default().with_name(topic_name(&name));
+        if is_internal_topic(&name) {
+            results.push(
+                result
+                    .with_error_code(ResponseError::InvalidTopicException.code())
+                    .with_error_message(Some(str_bytes(&internal_refusal(
+                        &name,
+                        "given partitions",
+                    )))),
+            );
+            continue;
+        }
         results.push(
             match create_partitions_to(broker, &name, t.count, request.validate_only).await {
                 Ok(()) => result,

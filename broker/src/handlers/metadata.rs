@@ -141,7 +141,7 @@ fn describe(
         .enumerate()
         .map(|(i, p)| describe_partition(image, i as i32, p, version))
         .collect();
-    let internal = name == crate::coordinator::records::OFFSETS_TOPIC;
+    let internal = crate::image::is_internal_topic(&name);
     base.with_name(Some(topic_name(&name)))
         .with_is_internal(internal)
         .with_topic_id(if version >= 10 { topic.id } else { Uuid::nil() })

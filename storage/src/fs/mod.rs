@@ -142,14 +142,20 @@ pub struct DirLock {
 impl DirLock {
     /// Creates `dir` if needed and locks it, or says which directory is
     /// already in use.
+    /// Every error names the directory: "Not a directory (os error 20)"
+    /// alone does not say which of an operator's paths is wrong.
     pub fn acquire(dir: &Path) -> io::Result<DirLock> {
-        std::fs::create_dir_all(dir)?;
+        let named = |e: io::Error| {
+            io::Error::new(e.kind(), format!("data directory {}: {e}", dir.display()))
+        };
+        std::fs::create_dir_all(dir).map_err(named)?;
         let path = dir.join(".lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)?;
+            .open(&path)
+            .map_err(named)?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
             |e| {
                 io::Error::new(
@@ -177,5 +183,18 @@ mod lock_tests {
         );
         drop(held);
         DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"not a directory").unwrap();
+        let err = DirLock::acquire(&file.join("data")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("data directory {}", file.join("data").display())),
+            "{err}"
+        );
     }
 }
