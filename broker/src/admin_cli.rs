@@ -1,19 +1,69 @@
 //! `baton admin`: topic and cluster administration from the command line,
 //! through Baton's own admin client. Tables by default, `--json` for tools;
-//! any failure is an error message and a non-zero exit.
+//! any failure is an error message (a JSON document under `--json`) and a
+//! non-zero exit code that says what kind of failure it was
+//! ([`errors`]).
+
+pub mod errors;
 
 use clap::{Args, Subcommand};
 use client::admin::TopicInfo;
 use client::Admin;
-use serde_json::json;
+use errors::{exit, report};
+use serde_json::{json, Value};
+
+/// Writes one line to stdout. A reader that went away (`baton admin topic
+/// list | head -1`) ends the command at once with exit 0, as the reader
+/// chose to stop: `println!` would panic instead.
+pub(crate) fn out(line: std::fmt::Arguments) {
+    use std::io::Write;
+    match write_line(line) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(exit::OK),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "Error: writing to stdout: {e}");
+            std::process::exit(exit::FAILURE);
+        }
+    }
+}
+
+fn write_line(line: std::fmt::Arguments) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+}
+
+/// `println!` for admin commands: see [`out`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::admin_cli::out(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// Writes one line to stderr, ignoring a closed stderr (warnings must not
+/// stop a command).
+pub(crate) fn warn(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
 
 /// `baton admin` arguments.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// A broker to bootstrap from (host:port, comma-separated for several).
-    #[arg(long, default_value = "127.0.0.1:9092")]
+    /// Brokers to bootstrap from (host:port, comma-separated for several).
+    /// Accepted before or after the subcommand.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
     bootstrap: String,
-    /// Print JSON instead of tables.
+    /// Print JSON instead of tables; errors too, as
+    /// {"error":{"code":...,"message":...}} on stdout.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -76,6 +126,13 @@ enum TopicCommand {
         /// Topic name.
         name: String,
     },
+    /// Add partitions to a topic: --total N (the new total, as
+    /// kafka-topics --alter --partitions) or --num N (how many to add).
+    AddPartitions(crate::admin_topic_io::AddPartitionsArgs),
+    /// Produce stdin's lines as records, one per line.
+    Produce(crate::admin_topic_io::ProduceArgs),
+    /// Print a topic's records.
+    Consume(crate::admin_topic_io::ConsumeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +163,22 @@ fn parse_config(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected name=value, got {text:?}"))
 }
 
+/// Runs one admin command on its own runtime and returns the process exit
+/// code (see [`errors`]), having reported any error: as JSON on
+/// stdout under `--json`, else as text on stderr.
+pub fn main(args: AdminArgs) -> i32 {
+    let as_json = args.json;
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(args)));
+    match result {
+        Ok(()) => exit::OK,
+        Err(error) => report(&error, as_json),
+    }
+}
+
 /// Runs one admin command.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     match &args.command {
@@ -121,9 +194,12 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let mut admin = Admin::connect(&args.bootstrap)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", args.bootstrap))?;
+    let mut admin = {
+        use anyhow::Context;
+        Admin::connect(&args.bootstrap)
+            .await
+            .with_context(|| format!("cannot reach {}", args.bootstrap))?
+    };
     match args.command {
         AdminCommand::Topic(TopicCommand::Create {
             name,
@@ -139,19 +215,23 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 .create_topic(&name, partitions, replication_factor, &configs)
                 .await?;
             if args.json {
-                println!(
+                // The topic object, with what is known at creation: leaders
+                // and ISRs are not (yet) part of the answer.
+                let partitions: Vec<Value> =
+                    (0..partitions).map(|p| json!({ "partition": p })).collect();
+                outln!(
                     "{}",
                     json!({ "name": name, "id": id.to_string(), "partitions": partitions })
                 );
             } else {
-                println!("created topic {name} ({partitions} partitions, id {id})");
+                outln!("created topic {name} ({partitions} partitions, id {id})");
             }
         }
         AdminCommand::Topic(TopicCommand::List) => {
             let topics = admin.list_topics().await?;
             if args.json {
-                let list: Vec<_> = topics.iter().map(|t| json!({ "name": t.name, "id": t.id.to_string(), "partitions": t.partitions.len() })).collect();
-                println!("{}", serde_json::Value::Array(list));
+                let list: Vec<Value> = topics.iter().map(topic_json).collect();
+                outln!("{}", Value::Array(list));
             } else {
                 let rows = topics
                     .iter()
@@ -173,10 +253,20 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Topic(TopicCommand::Delete { name }) => {
             admin.delete_topic(&name).await?;
             if args.json {
-                println!("{}", json!({ "deleted": name }));
+                outln!("{}", json!({ "name": name, "deleted": true }));
             } else {
-                println!("deleted topic {name}");
+                outln!("deleted topic {name}");
             }
+        }
+        AdminCommand::Topic(TopicCommand::AddPartitions(a)) => {
+            let topic = crate::admin_topic_io::add_partitions(&mut admin, &a).await?;
+            print_topic(&topic, args.json);
+        }
+        AdminCommand::Topic(TopicCommand::Produce(a)) => {
+            crate::admin_topic_io::produce(&mut admin, a, args.json).await?;
+        }
+        AdminCommand::Topic(TopicCommand::Consume(a)) => {
+            crate::admin_topic_io::consume(&mut admin, a, args.json).await?;
         }
         AdminCommand::Cluster(ClusterCommand::Describe { .. }) => {
             let cluster = admin.describe_cluster().await?;
@@ -218,9 +308,9 @@ async fn elect_preferred(addrs: &[String], as_json: bool) -> anyhow::Result<()> 
             leaders_changed, ..
         })) => {
             if as_json {
-                println!("{}", json!({ "leaders_changed": leaders_changed }));
+                outln!("{}", json!({ "leaders_changed": leaders_changed }));
             } else {
-                println!("preferred-leader election: {leaders_changed} partitions changed leader");
+                outln!("preferred-leader election: {leaders_changed} partitions changed leader");
             }
             Ok(())
         }
@@ -287,11 +377,11 @@ fn print_quorum(
             out["cluster_id"] = json!(c.cluster_id);
             out["controller"] = json!(c.controller);
         }
-        println!("{out}");
+        outln!("{out}");
         return;
     }
     if let Some(c) = cluster {
-        println!("cluster {}", c.cluster_id);
+        outln!("cluster {}", c.cluster_id);
     }
     let rows = controllers
         .iter()
@@ -341,20 +431,23 @@ fn ids(ids: &[i32]) -> String {
         .join(",")
 }
 
+/// A topic as JSON, the same object in `topic list` and `topic describe`
+/// (`topic create` prints the subset known at creation).
+fn topic_json(topic: &TopicInfo) -> Value {
+    let partitions: Vec<Value> = topic
+        .partitions
+        .iter()
+        .map(|p| json!({ "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch, "replicas": p.replicas, "isr": p.isr }))
+        .collect();
+    json!({ "name": topic.name, "id": topic.id.to_string(), "partitions": partitions })
+}
+
 fn print_topic(topic: &TopicInfo, as_json: bool) {
     if as_json {
-        let partitions: Vec<_> = topic
-            .partitions
-            .iter()
-            .map(|p| json!({ "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch, "replicas": p.replicas, "isr": p.isr }))
-            .collect();
-        println!(
-            "{}",
-            json!({ "name": topic.name, "id": topic.id.to_string(), "partitions": partitions })
-        );
+        outln!("{}", topic_json(topic));
         return;
     }
-    println!("topic {} (id {})", topic.name, topic.id);
+    outln!("topic {} (id {})", topic.name, topic.id);
     let rows = topic
         .partitions
         .iter()
@@ -382,7 +475,7 @@ fn print_producers(partitions: &[client::admin_producers::PartitionProducers], a
                 p.producers.iter().map(move |a| json!({ "partition": p.partition, "leader": p.leader, "producer_id": a.producer_id, "producer_epoch": a.producer_epoch, "last_sequence": a.last_sequence, "last_timestamp": a.last_timestamp }))
             })
             .collect();
-        println!("{}", json!(list));
+        outln!("{}", json!(list));
         return;
     }
     let rows = partitions
@@ -425,7 +518,7 @@ pub(crate) fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(headers.to_vec());
     for row in &rows {

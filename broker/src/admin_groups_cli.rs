@@ -1,11 +1,13 @@
 //! `baton admin group ...`: consumer groups from the command line: list,
 //! describe (members, assignments, committed offsets and lag), delete, and
-//! offset resets.
+//! offset resets (a dry run unless `--execute`, as Kafka's tool).
 
-use crate::admin_cli::print_table;
+use crate::admin_cli::{outln, print_table, warn};
 use clap::{ArgGroup, Subcommand};
-use client::admin_groups::{GroupDescription, PartitionOffsets, ResetTo};
-use client::Admin;
+use client::admin_groups::reset::{plan, PlannedReset, ResetTo, TopicSelection};
+use client::admin_groups::{GroupDescription, PartitionOffsets};
+use client::{Admin, ClientError};
+use kafka_protocol::ResponseError;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -24,24 +26,46 @@ pub enum GroupCommand {
         /// Group id.
         group: String,
     },
-    /// Move a group's committed offsets on every partition of a topic
-    /// (only with no members).
-    #[command(group(ArgGroup::new("to").required(true).args(["to_earliest", "to_latest", "to_offset"])))]
+    /// Plan new committed offsets for a group and, with --execute, commit
+    /// them (Kafka's --reset-offsets): a dry run by default. Executing
+    /// needs a group with no members.
+    #[command(group(ArgGroup::new("to").required(true).args(["to_earliest", "to_latest", "to_offset", "to_datetime", "shift_by"])))]
+    #[command(group(ArgGroup::new("mode").args(["dry_run", "execute"])))]
+    #[command(group(ArgGroup::new("scope").required(true).args(["topics", "all_topics"])))]
     ResetOffsets {
         /// Group id.
         group: String,
-        /// Topic whose partitions to reset.
+        /// Topic to reset: every partition, or some as topic:0,2
+        /// (repeatable).
+        #[arg(long = "topic", value_name = "TOPIC[:PARTITIONS]", value_parser = parse_selection)]
+        topics: Vec<TopicSelection>,
+        /// Every partition the group has a committed offset on.
         #[arg(long)]
-        topic: String,
+        all_topics: bool,
         /// To each partition's log start.
         #[arg(long)]
         to_earliest: bool,
         /// To each partition's high watermark.
         #[arg(long)]
         to_latest: bool,
-        /// To this offset (clamped into each partition's range).
-        #[arg(long)]
+        /// To this offset; outside [log start, high watermark] it is moved
+        /// to the nearest end, with a warning.
+        #[arg(long, value_name = "OFFSET", allow_negative_numbers = true)]
         to_offset: Option<i64>,
+        /// To the first offset at or after this time:
+        /// YYYY-MM-DDTHH:mm:SS.sss, then Z or +hh:mm, else local time.
+        #[arg(long, value_name = "DATETIME", value_parser = parse_datetime_arg)]
+        to_datetime: Option<i64>,
+        /// Move each committed offset by N (negative: back), clamped as
+        /// --to-offset.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        shift_by: Option<i64>,
+        /// Only print the plan (the default).
+        #[arg(long)]
+        dry_run: bool,
+        /// Commit the plan.
+        #[arg(long)]
+        execute: bool,
     },
 }
 
@@ -53,40 +77,104 @@ pub async fn run(admin: &mut Admin, command: GroupCommand, as_json: bool) -> any
         GroupCommand::Delete { group } => {
             admin.delete_group(&group).await?;
             if as_json {
-                println!("{}", json!({ "deleted": group }));
+                outln!("{}", json!({ "group": group, "deleted": true }));
             } else {
-                println!("deleted group {group}");
+                outln!("deleted group {group}");
             }
             Ok(())
         }
         GroupCommand::ResetOffsets {
             group,
-            topic,
+            mut topics,
+            all_topics,
             to_earliest,
             to_latest,
             to_offset,
+            to_datetime,
+            shift_by,
+            execute,
+            ..
         } => {
-            let to = match (to_earliest, to_latest, to_offset) {
-                (true, _, _) => ResetTo::Earliest,
-                (_, true, _) => ResetTo::Latest,
-                (_, _, Some(n)) => ResetTo::Offset(n),
-                _ => anyhow::bail!("one of --to-earliest, --to-latest, --to-offset is required"),
+            let to = match (to_earliest, to_latest, to_offset, to_datetime, shift_by) {
+                (true, ..) => ResetTo::Earliest,
+                (_, true, ..) => ResetTo::Latest,
+                (_, _, Some(n), ..) => ResetTo::Offset(n),
+                (_, _, _, Some(ms), _) => ResetTo::Datetime(ms),
+                (.., Some(n)) => ResetTo::ShiftBy(n),
+                _ => anyhow::bail!("one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by is required"),
             };
-            let offsets = admin.reset_offsets(&group, &topic, to).await?;
-            print_reset(&group, &topic, &offsets, as_json);
-            Ok(())
+            if all_topics {
+                topics = committed_selection(admin, &group).await?;
+            }
+            reset(admin, &group, &topics, to, execute, as_json).await
         }
     }
+}
+
+/// The partitions the group has committed offsets on, by topic (Kafka's
+/// `--all-topics`).
+async fn committed_selection(
+    admin: &mut Admin,
+    group: &str,
+) -> anyhow::Result<Vec<TopicSelection>> {
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in admin.committed_offsets(group).await?.into_keys() {
+        by_topic.entry(topic).or_default().push(partition);
+    }
+    Ok(by_topic
+        .into_iter()
+        .map(|(topic, partitions)| TopicSelection {
+            topic,
+            partitions: Some(partitions),
+        })
+        .collect())
+}
+
+/// Plans a reset, prints its warnings, commits it when `execute`, and
+/// prints the plan.
+async fn reset(
+    admin: &mut Admin,
+    group: &str,
+    topics: &[TopicSelection],
+    to: ResetTo,
+    execute: bool,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let datetime = match to {
+        ResetTo::Datetime(ms) => Some(ms),
+        _ => None,
+    };
+    let positions = admin.reset_positions(group, topics, datetime).await?;
+    let rows = plan(to, &positions)?;
+    for row in &rows {
+        if let Some(w) = &row.warning {
+            warn(&format!("WARN: {w}"));
+        }
+    }
+    if execute {
+        admin.commit_reset(group, &rows).await?;
+    } else {
+        let members = admin.describe_group(group).await?.members.len();
+        if members > 0 {
+            warn(&format!("WARN: group {group} has {members} members: --execute will be refused until they stop"));
+        }
+    }
+    print_reset(group, &rows, execute, as_json);
+    if !execute && !as_json {
+        warn("dry run: no offsets changed (add --execute to apply)");
+    }
+    Ok(())
 }
 
 async fn list(admin: &mut Admin, as_json: bool) -> anyhow::Result<()> {
     let groups = admin.list_groups().await?;
     if as_json {
+        // The same keys as in `group describe`.
         let list: Vec<_> = groups
             .iter()
-            .map(|g| json!({ "group": g.group_id, "protocol_type": g.protocol_type, "state": g.state }))
+            .map(|g| json!({ "group": g.group_id, "state": g.state, "protocol_type": g.protocol_type }))
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        outln!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
     let rows = groups
@@ -99,12 +187,20 @@ async fn list(admin: &mut Admin, as_json: bool) -> anyhow::Result<()> {
 
 async fn describe(admin: &mut Admin, group: &str, as_json: bool) -> anyhow::Result<()> {
     let description = admin.describe_group(group).await?;
+    if description.state == "Dead" {
+        // DescribeGroups answers "Dead" for a group it does not know.
+        return Err(ClientError::Kafka {
+            context: format!("consumer group '{group}' does not exist"),
+            error: ResponseError::GroupIdNotFound,
+        }
+        .into());
+    }
     let offsets = partition_offsets(admin, group, &description).await?;
     if as_json {
         print_json(&description, &offsets);
         return Ok(());
     }
-    println!(
+    outln!(
         "group {} state {} protocol {} ({} members)",
         description.group_id,
         description.state,
@@ -132,7 +228,7 @@ async fn describe(admin: &mut Admin, group: &str, as_json: bool) -> anyhow::Resu
         &["MEMBER", "INSTANCE", "CLIENT_ID", "HOST", "ASSIGNMENT"],
         rows,
     );
-    println!();
+    outln!("");
     let owner = owners(&description);
     let rows = offsets
         .iter()
@@ -219,27 +315,97 @@ fn print_json(description: &GroupDescription, offsets: &[PartitionOffsets]) {
         .iter()
         .map(|p| json!({ "topic": p.topic, "partition": p.partition, "committed": p.committed, "log_end": p.log_end, "lag": p.lag }))
         .collect();
-    println!(
+    outln!(
         "{}",
         json!({ "group": description.group_id, "state": description.state, "protocol_type": description.protocol_type, "protocol": description.protocol, "members": members, "offsets": offsets })
     );
 }
 
-fn print_reset(group: &str, topic: &str, offsets: &[(i32, i64)], as_json: bool) {
+/// The plan, as Kafka's tool prints it (with the current offset too), or
+/// as JSON: `{"group", "executed", "partitions": [row...]}`.
+fn print_reset(group: &str, rows: &[PlannedReset], executed: bool, as_json: bool) {
     if as_json {
-        let list: Vec<_> = offsets
+        let list: Vec<_> = rows
             .iter()
-            .map(|(p, o)| json!({ "topic": topic, "partition": p, "offset": o }))
+            .map(|r| json!({ "topic": r.topic, "partition": r.partition, "committed": r.committed, "log_start": r.log_start, "log_end": r.log_end, "requested": r.requested, "new_offset": r.new_offset, "clamped": r.clamped, "warning": r.warning }))
             .collect();
-        println!("{}", json!({ "group": group, "offsets": list }));
+        outln!(
+            "{}",
+            json!({ "group": group, "executed": executed, "partitions": list })
+        );
         return;
     }
-    println!("reset group {group} on {topic}:");
-    let rows = offsets
+    let rows = rows
         .iter()
-        .map(|(p, o)| vec![topic.to_string(), p.to_string(), o.to_string()])
+        .map(|r| {
+            vec![
+                group.to_string(),
+                r.topic.clone(),
+                r.partition.to_string(),
+                opt(r.committed),
+                r.new_offset.to_string(),
+            ]
+        })
         .collect();
-    print_table(&["TOPIC", "PARTITION", "NEW_OFFSET"], rows);
+    print_table(
+        &[
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "CURRENT_OFFSET",
+            "NEW_OFFSET",
+        ],
+        rows,
+    );
+}
+
+/// `orders` (every partition) or `orders:0,2`, as Kafka's `--topic`.
+fn parse_selection(text: &str) -> Result<TopicSelection, String> {
+    let Some((topic, list)) = text.split_once(':') else {
+        return Ok(TopicSelection {
+            topic: text.to_string(),
+            partitions: None,
+        });
+    };
+    let partitions = list
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<i32>()
+                .map_err(|_| format!("bad partition {p:?} in {text:?}: expected topic:0,1"))
+        })
+        .collect::<Result<Vec<i32>, String>>()?;
+    Ok(TopicSelection {
+        topic: topic.to_string(),
+        partitions: Some(partitions),
+    })
+}
+
+fn parse_datetime_arg(text: &str) -> Result<i64, String> {
+    parse_datetime(text, &chrono::Local)
+}
+
+/// Kafka's `--to-datetime` format, `YYYY-MM-DDTHH:mm:SS.sss` (milliseconds
+/// optional), then `Z` or an offset such as `+05:00`; without one, the
+/// time is in `local`, as Kafka's tool reads it in the JVM's time zone.
+/// Milliseconds since the epoch.
+fn parse_datetime<Tz: chrono::TimeZone>(text: &str, local: &Tz) -> Result<i64, String> {
+    use chrono::{DateTime, NaiveDateTime};
+    let bad = || {
+        format!("{text:?} is not a datetime like 2024-05-01T13:00:00.000 (optionally ending in Z or +hh:mm)")
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(t) = DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Ok(t.timestamp_millis());
+    }
+    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").map_err(|_| bad())?;
+    local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp_millis())
+        .ok_or_else(|| format!("{text:?} does not exist in the local time zone"))
 }
 
 /// `[(t,0),(t,1),(u,3)]` -> `t-0,t-1,u-3`.
@@ -299,6 +465,70 @@ mod tests {
             "--to-latest"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn reset_parses_kafkas_options() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["x", "reset-offsets", "g"];
+            all.extend(args);
+            Cli::try_parse_from(all).map(|c| c.command)
+        };
+        let shift = parse(&["--topic", "t:0,2", "--topic", "u", "--shift-by", "-3"]).unwrap();
+        let GroupCommand::ResetOffsets {
+            topics,
+            shift_by,
+            execute,
+            ..
+        } = shift
+        else {
+            panic!("{shift:?}")
+        };
+        assert_eq!(shift_by, Some(-3));
+        assert!(!execute, "a dry run unless --execute");
+        assert_eq!(topics[0].partitions, Some(vec![0, 2]));
+        assert_eq!(
+            (topics[1].topic.as_str(), &topics[1].partitions),
+            ("u", &None)
+        );
+        let to_date = ["--topic", "t", "--to-datetime", "2024-05-01T00:00:00.000Z"];
+        assert!(matches!(
+            parse(&to_date),
+            Ok(GroupCommand::ResetOffsets {
+                to_datetime: Some(1_714_521_600_000),
+                ..
+            })
+        ));
+        let to = ["--topic", "t", "--to-latest"];
+        assert!(parse(&[&to[..], &["--dry-run"]].concat()).is_ok());
+        assert!(parse(&[&to[..], &["--execute"]].concat()).is_ok());
+        assert!(parse(&[&to[..], &["--dry-run", "--execute"]].concat()).is_err());
+        assert!(parse(&["--topic", "t:x", "--to-latest"]).is_err());
+        assert!(parse(&["--to-latest"]).is_err(), "--topic or --all-topics");
+        assert!(parse(&["--all-topics", "--to-latest"]).is_ok());
+    }
+
+    #[test]
+    fn datetimes_in_kafkas_format() {
+        let plus2 = chrono::FixedOffset::east_opt(2 * 3600).unwrap();
+        // (text, milliseconds since the epoch; None: refused)
+        let cases = [
+            ("2024-05-01T00:00:00.000Z", Some(1_714_521_600_000)),
+            ("2024-05-01T00:00:00.250Z", Some(1_714_521_600_250)),
+            ("2024-05-01T00:00:00Z", Some(1_714_521_600_000)),
+            ("2024-05-01T02:00:00.000+02:00", Some(1_714_521_600_000)),
+            ("2024-05-01T02:00:00.000+0200", Some(1_714_521_600_000)),
+            ("2024-04-30T19:00:00.000-05:00", Some(1_714_521_600_000)),
+            // No zone: local time (here +02:00).
+            ("2024-05-01T02:00:00.000", Some(1_714_521_600_000)),
+            ("2024-05-01T02:00:00", Some(1_714_521_600_000)),
+            ("2024-05-01", None),
+            ("yesterday", None),
+            ("2024-13-01T00:00:00.000", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_datetime(text, &plus2).ok(), want, "{text}");
+        }
     }
 
     #[test]

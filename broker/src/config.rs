@@ -9,6 +9,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use storage::{FlushPolicy, LogConfig};
 
+/// `BATON_*` variables that are not broker settings: the log filter and
+/// the admin commands' bootstrap list. A broker started in a shell where
+/// an operator exported `BATON_BOOTSTRAP` for `baton admin` ignores it.
+pub const NOT_BROKER_SETTINGS: &[&str] = &["BATON_LOG", "BATON_BOOTSTRAP"];
+
 /// One layer of settings; every field optional so layers can be merged.
 /// The same names serve as TOML keys, `BATON_<NAME>` variables and
 /// `--<name>` flags.
@@ -210,10 +215,14 @@ impl Settings {
     }
 
     /// Reads `BATON_*` variables (`BATON_DATA_DIR` sets `data_dir`). An
-    /// unknown `BATON_` variable is an error, so a typo is not ignored.
+    /// unknown `BATON_` variable is an error, so a typo is not ignored;
+    /// the [`NOT_BROKER_SETTINGS`] are skipped.
     pub fn from_env(vars: impl Iterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
         let mut table = toml::Table::new();
         for (key, value) in vars {
+            if NOT_BROKER_SETTINGS.contains(&key.as_str()) {
+                continue;
+            }
             let Some(name) = key.strip_prefix("BATON_") else {
                 continue;
             };
@@ -542,6 +551,11 @@ mod tests {
         assert!(
             Settings::from_env(env(&[("BATON_LISTEN_ON", "x")])).is_err(),
             "unknown variable"
+        );
+        let skipped = env(&[("BATON_BOOTSTRAP", "h:1"), ("BATON_LOG", "debug")]);
+        assert!(
+            Settings::from_env(skipped).is_ok(),
+            "the admin bootstrap and the log filter are not broker settings"
         );
         assert!(
             toml::from_str::<Settings>("nodeid = 1").is_err(),

@@ -12,6 +12,7 @@
 pub mod acting;
 pub mod admin_cli;
 pub mod admin_groups_cli;
+pub mod admin_topic_io;
 pub mod config;
 pub mod controller_cli;
 pub mod controller_link;

@@ -2,6 +2,8 @@
 //! and a one-member controller quorum in one process, data in `./data`, the
 //! Kafka listener on 127.0.0.1:9092.
 
+mod logging;
+
 use broker::Settings;
 use clap::Parser;
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// defaults, then --config FILE, then BATON_* variables such as
 /// BATON_DATA_DIR, then flags.
 #[derive(Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(name = "baton", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// A TOML file of settings (the same names as the flags, with '_').
     #[arg(long)]
@@ -53,22 +55,11 @@ struct BrokerArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    logging::init()?;
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Admin(args)) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            return runtime.block_on(broker::admin_cli::run(args));
-        }
+        // Its own exit codes (0 ok, 1 failure, 3 not found; 2 is clap's).
+        Some(Command::Admin(args)) => std::process::exit(broker::admin_cli::main(args)),
         Some(Command::Controller(args)) => {
             return multi_thread()?.block_on(broker::controller_cli::run(args));
         }
@@ -114,8 +105,11 @@ fn resolve(
 
 async fn run(config: broker::BrokerConfig) -> anyhow::Result<()> {
     broker::roles::run(config, broker::shutdown_signal(), |bound| {
-        // One plain line on stdout that tools and tests can wait for.
-        println!("baton listening on {bound}");
+        // One plain line on stdout that tools and tests can wait for. A
+        // closed stdout (some supervisors close it) is no reason to stop:
+        // the line is for whoever listens, and nobody does.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "baton listening on {bound}");
     })
     .await
 }

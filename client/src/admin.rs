@@ -10,12 +10,14 @@
 //! # Ok(()) }
 //! ```
 
-use crate::cluster::{topic_name, Cluster, METADATA_VERSION};
+use crate::cluster::{topic_name, Cluster, Idempotence, METADATA_VERSION};
 use crate::connection::ClientError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, MetadataRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    MetadataRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -67,6 +69,9 @@ pub struct ClusterInfo {
     pub brokers: Vec<BrokerInfo>,
 }
 
+/// CreatePartitions version (3: flexible).
+const CREATE_PARTITIONS_VERSION: i16 = 3;
+
 /// DescribeCluster endpoint types (KIP-919).
 const ENDPOINT_BROKERS: i8 = 1;
 const ENDPOINT_CONTROLLERS: i8 = 2;
@@ -110,9 +115,7 @@ impl Admin {
             .with_timeout_ms(30_000);
         let response = self
             .cluster
-            .any_connection()
-            .await?
-            .send(&request, 7)
+            .send_any(&request, 7, Idempotence::Write)
             .await?;
         let t = response
             .topics
@@ -126,6 +129,37 @@ impl Admin {
         Ok(t.topic_id)
     }
 
+    /// Grows a topic to `total` partitions (Kafka's
+    /// `kafka-topics --alter --partitions`): the new total, not the number
+    /// to add. A total not above today's count is refused with
+    /// INVALID_PARTITIONS, as in Kafka.
+    pub async fn create_partitions(&mut self, name: &str, total: i32) -> Result<(), ClientError> {
+        let request = CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(name))
+                .with_count(total)])
+            .with_timeout_ms(30_000);
+        let response = self
+            .cluster
+            .send_any(&request, CREATE_PARTITIONS_VERSION, Idempotence::Write)
+            .await?;
+        let t = response
+            .results
+            .first()
+            .ok_or_else(|| ClientError::Protocol("empty CreatePartitions response".into()))?;
+        ClientError::check(
+            t.error_code,
+            || format!("add partitions to {name}"),
+            t.error_message.as_ref(),
+        )
+    }
+
+    /// The bootstrap list this client was given, comma-separated: for a
+    /// producer or consumer reaching the same cluster.
+    pub fn bootstrap(&self) -> String {
+        self.cluster.bootstrap().join(",")
+    }
+
     /// Deletes a topic.
     pub async fn delete_topic(&mut self, name: &str) -> Result<(), ClientError> {
         let request = DeleteTopicsRequest::default()
@@ -135,9 +169,7 @@ impl Admin {
             .with_timeout_ms(30_000);
         let response = self
             .cluster
-            .any_connection()
-            .await?
-            .send(&request, 6)
+            .send_any(&request, 6, Idempotence::Write)
             .await?;
         let t = response
             .responses
@@ -174,9 +206,7 @@ impl Admin {
             .with_allow_auto_topic_creation(false);
         let response = self
             .cluster
-            .any_connection()
-            .await?
-            .send(&request, METADATA_VERSION)
+            .send_any(&request, METADATA_VERSION, Idempotence::Read)
             .await?;
         let mut topics = Vec::new();
         for t in response.topics {
@@ -220,9 +250,7 @@ impl Admin {
         let request = DescribeClusterRequest::default().with_endpoint_type(endpoint_type);
         let response = self
             .cluster
-            .any_connection()
-            .await?
-            .send(&request, 1)
+            .send_any(&request, 1, Idempotence::Read)
             .await?;
         ClientError::check(
             response.error_code,

@@ -1,25 +1,20 @@
 //! Consumer-group administration: list, describe, delete, committed
-//! offsets with lag, and offset resets. Group requests go to the group's
+//! offsets with lag, and offset resets ([`reset`]). Group requests go to the group's
 //! coordinator (FindCoordinator), re-found when it moves or is loading.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), client::ClientError> {
-//! use client::admin_groups::ResetTo;
 //! let mut admin = client::Admin::connect("127.0.0.1:9092").await?;
 //! for p in admin.group_offsets("workers").await? {
 //!     println!("{}-{} committed {:?} lag {:?}", p.topic, p.partition, p.committed, p.lag);
 //! }
-//! admin.reset_offsets("workers", "jobs", ResetTo::Earliest).await?;
 //! # Ok(()) }
 //! ```
 
 use crate::admin::Admin;
 use crate::cluster::{is_retriable, topic_name};
 use crate::connection::ClientError;
-use crate::group::commit::{
-    commit_error_code, commit_request, commit_result, fetch_request, fetch_result, group_id,
-    CommitOffset, OFFSET_COMMIT_VERSION, OFFSET_FETCH_VERSION,
-};
+use crate::group::commit::{fetch_request, fetch_result, group_id, OFFSET_FETCH_VERSION};
 use crate::group::coordinator::CoordinatorLink;
 use crate::group::protocol::{decode_assignment, decode_subscription, PROTOCOL_TYPE};
 use crate::group::TopicPartition;
@@ -30,6 +25,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use std::collections::BTreeMap;
 
+pub mod reset;
+
 const LIST_GROUPS_VERSION: i16 = 4;
 const DESCRIBE_GROUPS_VERSION: i16 = 5;
 const DELETE_GROUPS_VERSION: i16 = 2;
@@ -37,6 +34,10 @@ const LIST_OFFSETS_VERSION: i16 = 6;
 /// ListOffsets timestamps meaning "log start" and "high watermark".
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
+/// How long `list_groups` keeps asking while a listed broker cannot be
+/// reached (a dead broker is fenced within a session timeout, 800 ms by
+/// default).
+const LIST_GROUPS_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 /// Rounds of ListOffsets while leaders move.
 const LIST_OFFSETS_ATTEMPTS_MAX: u32 = 3;
 
@@ -99,18 +100,6 @@ pub struct PartitionOffsets {
     pub lag: Option<i64>,
 }
 
-/// Where `reset_offsets` moves a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetTo {
-    /// Each partition's log start.
-    Earliest,
-    /// Each partition's high watermark.
-    Latest,
-    /// This offset, clamped into each partition's [log start, high
-    /// watermark] as Kafka's tool does.
-    Offset(i64),
-}
-
 impl Admin {
     fn coordinator(&self, group: &str) -> CoordinatorLink {
         CoordinatorLink::new(&self.cluster.bootstrap().join(","), group)
@@ -119,15 +108,36 @@ impl Admin {
     /// Every group on every broker (each broker lists the groups it
     /// coordinates), sorted by id.
     pub async fn list_groups(&mut self) -> Result<Vec<GroupListing>, ClientError> {
-        self.cluster.refresh(Some(&[]), false).await?;
+        let deadline = std::time::Instant::now() + LIST_GROUPS_WAIT_MAX;
+        loop {
+            match self.list_groups_once().await {
+                // A broker that died is still listed until the controller
+                // fences it; its groups move to other coordinators then.
+                // Asking again once Metadata no longer lists it gives the
+                // whole list, where skipping it would hide its groups.
+                Err(ClientError::Io { .. }) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// ListGroups on every broker Metadata lists, once.
+    async fn list_groups_once(&mut self) -> Result<Vec<GroupListing>, ClientError> {
+        // The brokers this Metadata answer lists, not every one ever seen:
+        // a fenced broker leaves the answer once its groups have moved.
+        let listed = self.cluster.refresh(Some(&[]), false).await?.brokers;
         let mut groups = BTreeMap::new();
-        for broker in self.cluster.broker_ids() {
-            let response = self
-                .cluster
-                .connection(broker)
-                .await?
-                .send(&ListGroupsRequest::default(), LIST_GROUPS_VERSION)
-                .await?;
+        for broker in listed.iter().map(|b| b.node_id.0) {
+            let sent = match self.cluster.connection(broker).await {
+                Ok(conn) => {
+                    conn.send(&ListGroupsRequest::default(), LIST_GROUPS_VERSION)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let response = sent.inspect_err(|_| self.cluster.drop_connection(broker))?;
             ClientError::check(
                 response.error_code,
                 || format!("list groups on broker {broker}"),
@@ -266,65 +276,6 @@ impl Admin {
         self.list_offsets(partitions, EARLIEST).await
     }
 
-    /// Moves the group's committed offsets on every partition of `topic`,
-    /// committing outside any generation. Refused while the group has
-    /// members (they would overwrite it): stop them first. Returns the
-    /// offsets committed, by partition.
-    pub async fn reset_offsets(
-        &mut self,
-        group: &str,
-        topic: &str,
-        to: ResetTo,
-    ) -> Result<Vec<(i32, i64)>, ClientError> {
-        let description = self.describe_group(group).await?;
-        if !description.members.is_empty() {
-            return Err(not_empty(
-                group,
-                &description.state,
-                description.members.len(),
-            ));
-        }
-        let info = self.describe_topic(topic).await?;
-        let partitions: Vec<TopicPartition> = info
-            .partitions
-            .iter()
-            .map(|p| (topic.to_string(), p.partition))
-            .collect();
-        let starts = self.log_start_offsets(&partitions).await?;
-        let ends = self.log_end_offsets(&partitions).await?;
-        let mut offsets = Vec::new();
-        for tp in &partitions {
-            let (start, end) = (starts[tp], ends[tp]);
-            let offset = match to {
-                ResetTo::Earliest => start,
-                ResetTo::Latest => end,
-                ResetTo::Offset(n) => n.clamp(start, end.max(start)),
-            };
-            offsets.push(CommitOffset {
-                topic: tp.0.clone(),
-                partition: tp.1,
-                offset,
-                leader_epoch: None,
-            });
-        }
-        let request = commit_request(group, None, &offsets);
-        let response = self
-            .coordinator(group)
-            .call(&request, OFFSET_COMMIT_VERSION, commit_error_code)
-            .await?;
-        commit_result(group, &response).map_err(|e| match e.kafka_error() {
-            // A member joined between the check and the commit.
-            Some(
-                ResponseError::UnknownMemberId
-                | ResponseError::IllegalGeneration
-                | ResponseError::RebalanceInProgress
-                | ResponseError::NonEmptyGroup,
-            ) => not_empty(group, "active", 0),
-            _ => e,
-        })?;
-        Ok(offsets.iter().map(|o| (o.partition, o.offset)).collect())
-    }
-
     /// ListOffsets at `timestamp` for `partitions`, one request per leader,
     /// again for partitions whose leader moved.
     async fn list_offsets(
@@ -435,21 +386,6 @@ impl Admin {
     }
 }
 
-/// The refusal of a reset on a group with members.
-fn not_empty(group: &str, state: &str, members: usize) -> ClientError {
-    let who = if members > 0 {
-        format!("{members} members")
-    } else {
-        "members".to_string()
-    };
-    ClientError::Kafka {
-        context: format!(
-            "group {group} has {who} (state {state}): offsets can only be reset while no consumer is in the group; stop them first"
-        ),
-        error: ResponseError::NonEmptyGroup,
-    }
-}
-
 /// A member's subscribed topics and assignment; bytes that do not decode
 /// (a member mid-rebalance has no assignment yet) show as empty.
 fn decode_member(
@@ -488,17 +424,5 @@ mod tests {
         );
         let junk = bytes::Bytes::from_static(b"\x00");
         assert_eq!(decode_member(&junk, &bytes::Bytes::new()), (vec![], vec![]));
-    }
-
-    #[test]
-    fn non_empty_refusal_is_clear() {
-        let e = not_empty("workers", "Stable", 2);
-        assert_eq!(e.kafka_error(), Some(ResponseError::NonEmptyGroup));
-        let text = e.to_string();
-        assert!(
-            text.contains("workers has 2 members (state Stable)"),
-            "{text}"
-        );
-        assert!(text.contains("stop them first"), "{text}");
     }
 }

@@ -5,6 +5,7 @@
 use crate::connection::{ClientError, Connection};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::Request;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ pub struct Cluster {
     /// them again (Kafka's reconnect backoff): a dead broker is skipped
     /// while metadata is refreshed until it names the new leader.
     unreachable: HashMap<String, Instant>,
+    /// A connection to a bootstrap address no broker advertises (a load
+    /// balancer, another name for a broker), for [`Cluster::send_any`].
+    spare: Option<Connection>,
 }
 
 /// How long an address that failed is skipped.
@@ -57,6 +61,7 @@ impl Cluster {
             partition_counts: HashMap::new(),
             connections: HashMap::new(),
             unreachable: HashMap::new(),
+            spare: None,
         }
     }
 
@@ -74,43 +79,53 @@ impl Cluster {
                     .collect()
             }))
             .with_allow_auto_topic_creation(auto_create);
+        // Metadata is a read (auto-creation aside, which is idempotent).
+        let response = self
+            .send_any(&request, METADATA_VERSION, Idempotence::Read)
+            .await?;
+        self.record(&response);
+        Ok(response)
+    }
+
+    /// Sends `request` to any broker that answers, for requests every
+    /// broker can serve (Metadata, CreateTopics, DescribeCluster...): the
+    /// candidates in [`order_any`]'s order, each known broker and each
+    /// bootstrap address, until one connects. A connection that fails
+    /// mid-request is retried once on the next candidate if the request is
+    /// a [`Idempotence::Read`]; a write's error is returned, since it may
+    /// have been applied.
+    pub async fn send_any<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+        idempotence: Idempotence,
+    ) -> Result<R::Response, ClientError> {
         let mut last = None;
-        // Open connections first: asking a broker we already talk to costs
-        // no connect, and a dead one's connect can take a while.
-        let connected: Vec<i32> = self.connections.keys().copied().collect();
-        for broker in connected {
-            let conn = self.connections.get_mut(&broker).expect("listed above");
-            match conn.send(&request, METADATA_VERSION).await {
-                Ok(response) => {
-                    self.record(&response);
-                    return Ok(response);
-                }
+        let mut retried = false;
+        for target in self.any_order() {
+            let conn = match self.open(&target).await {
+                Ok(conn) => conn,
                 Err(e) => {
-                    self.drop_connection(broker);
                     last = Some(e);
+                    continue;
                 }
-            }
-        }
-        let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
-        candidates.extend(self.bootstrap.iter().cloned());
-        // Addresses that failed lately go last, not never: they may be all
-        // there is.
-        candidates.sort_by_key(|addr| self.is_unreachable(addr));
-        for addr in candidates {
-            let attempt = async {
-                let mut conn = Connection::connect(&addr).await?;
-                conn.send(&request, METADATA_VERSION).await
             };
-            match attempt.await {
-                Ok(response) => {
-                    self.record(&response);
-                    return Ok(response);
-                }
-                Err(e) => {
-                    self.mark_unreachable(&addr);
-                    last = Some(e);
-                }
+            let error = match conn.send(request, version).await {
+                Ok(response) => return Ok(response),
+                Err(e) => e,
+            };
+            // Whatever failed, the connection's state is unknown now; an
+            // I/O error also means the broker may be gone.
+            let lost_connection = matches!(error, ClientError::Io { .. });
+            match lost_connection {
+                true => self.forget(&target),
+                false => self.close(&target),
             }
+            if !lost_connection || idempotence == Idempotence::Write || retried {
+                return Err(error);
+            }
+            retried = true;
+            last = Some(error);
         }
         Err(last.unwrap_or_else(|| ClientError::Protocol("no bootstrap servers given".into())))
     }
@@ -146,6 +161,18 @@ impl Cluster {
             if self.brokers.get(&b.node_id.0) != Some(&addr) {
                 self.connections.remove(&b.node_id.0);
                 self.brokers.insert(b.node_id.0, addr);
+            }
+        }
+        // The bootstrap connection that asked is a broker's now: kept, so
+        // the next request goes to the broker that just answered.
+        if let Some(spare) = self.spare.take() {
+            let owner = self.brokers.iter().find(|(_, a)| *a == spare.addr());
+            match owner.map(|(id, _)| *id) {
+                Some(id) if !self.connections.contains_key(&id) => {
+                    self.connections.insert(id, spare);
+                }
+                Some(_) => {}
+                None => self.spare = Some(spare),
             }
         }
         for t in &response.topics {
@@ -271,19 +298,96 @@ impl Cluster {
         }
     }
 
-    /// Any connection: the first known broker, else a bootstrap server.
+    /// A connection for a request any broker can answer (FindCoordinator,
+    /// InitProducerId): the first candidate in [`order_any`]'s order that
+    /// connects. The caller handles a failed send (it relearns and retries).
     pub async fn any_connection(&mut self) -> Result<&mut Connection, ClientError> {
         if self.brokers.is_empty() {
             self.refresh(Some(&[]), false).await?;
         }
-        let candidates = self.brokers.iter().map(|(id, addr)| Candidate {
-            id: *id,
+        let mut last = None;
+        for target in self.any_order() {
+            match self.open(&target).await {
+                Ok(_) => return Ok(self.opened(&target).expect("opened above")),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Protocol("no brokers".into())))
+    }
+
+    /// Every broker and bootstrap address, in the order to try them.
+    fn any_order(&self) -> Vec<Target> {
+        let brokers = self.brokers.iter().map(|(id, addr)| Candidate {
+            target: Target::Broker(*id),
+            addr: addr.clone(),
             connected: self.connections.contains_key(id),
             unreachable: self.is_unreachable(addr),
         });
-        let broker =
-            pick_any(candidates).ok_or_else(|| ClientError::Protocol("no brokers".into()))?;
-        self.connection(broker).await
+        let bootstrap = self.bootstrap.iter().map(|addr| Candidate {
+            target: Target::Address(addr.clone()),
+            addr: addr.clone(),
+            connected: self.spare.as_ref().is_some_and(|c| c.addr() == addr),
+            unreachable: self.is_unreachable(addr),
+        });
+        order_any(brokers.chain(bootstrap).collect())
+    }
+
+    /// The open connection to `target`, if any.
+    fn opened(&mut self, target: &Target) -> Option<&mut Connection> {
+        match target {
+            Target::Broker(id) => self.connections.get_mut(id),
+            Target::Address(addr) => self.spare.as_mut().filter(|c| c.addr() == addr),
+        }
+    }
+
+    /// Opens a connection to `target` unless one is open and its peer has
+    /// not closed it; a failed connect marks the address unreachable.
+    /// Reconnect backoff is not checked: [`order_any`] put such targets
+    /// last, to be tried when nothing else answered.
+    async fn open(&mut self, target: &Target) -> Result<&mut Connection, ClientError> {
+        if self.opened(target).is_some_and(|c| c.peer_closed()) {
+            // Closed while idle (a broker killed or restarted): a new
+            // connection, not an error for a request that was never sent.
+            self.close(target);
+        }
+        if self.opened(target).is_none() {
+            let addr = match target {
+                Target::Broker(id) => self.brokers[id].clone(),
+                Target::Address(addr) => addr.clone(),
+            };
+            let conn = match Connection::connect(&addr).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    self.mark_unreachable(&addr);
+                    return Err(e);
+                }
+            };
+            match target {
+                Target::Broker(id) => drop(self.connections.insert(*id, conn)),
+                Target::Address(_) => self.spare = Some(conn),
+            }
+        }
+        Ok(self.opened(target).expect("opened above"))
+    }
+
+    /// Drops the connection to `target` without marking it unreachable.
+    fn close(&mut self, target: &Target) {
+        match target {
+            Target::Broker(id) => drop(self.connections.remove(id)),
+            Target::Address(_) => self.spare = None,
+        }
+    }
+
+    /// Drops the connection to `target` after a failure and marks its
+    /// address unreachable.
+    fn forget(&mut self, target: &Target) {
+        match target {
+            Target::Broker(id) => self.drop_connection(*id),
+            Target::Address(addr) => {
+                self.spare = None;
+                self.mark_unreachable(addr);
+            }
+        }
     }
 
     /// Forgets what metadata said (brokers, leaders, connections) but not
@@ -295,23 +399,58 @@ impl Cluster {
     }
 }
 
-/// A broker as [`pick_any`] sees it.
-#[derive(Debug, Clone, Copy)]
+/// Whether a request may be sent again after its connection failed
+/// mid-request (it may have been applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotence {
+    /// Reads (Metadata, DescribeCluster...): retried once elsewhere.
+    Read,
+    /// Changes (CreateTopics, DeleteTopics...): the error is returned.
+    Write,
+}
+
+/// Where a request any broker can answer may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A broker Metadata named.
+    Broker(i32),
+    /// A bootstrap address.
+    Address(String),
+}
+
+/// A target as [`order_any`] sees it.
+#[derive(Debug, Clone)]
 struct Candidate {
-    id: i32,
+    target: Target,
+    addr: String,
     connected: bool,
     unreachable: bool,
 }
 
-/// The broker for a request any broker can answer (FindCoordinator, say):
-/// one already connected, else one not in its reconnect backoff, lowest id
-/// first. Always the lowest id made every lookup wait on a dead broker 1's
-/// connect timeout, so a group member whose coordinator moved while broker
-/// 1 was down could not find it again (found by the fault campaign).
-fn pick_any(candidates: impl Iterator<Item = Candidate>) -> Option<i32> {
+/// The order in which to try targets for a request any broker can answer:
+/// those already connected, then those not in their reconnect backoff,
+/// then the rest (they may be all there is); brokers by id before
+/// bootstrap addresses (in the order given); each address once. Always
+/// the lowest id made every lookup wait on a dead broker 1's connect
+/// timeout, so a group member whose coordinator moved while broker 1 was
+/// down could not find it again (found by the fault campaign); and an
+/// admin client that tried only that one failed while broker 1 was dead
+/// but still listed in Metadata.
+fn order_any(mut candidates: Vec<Candidate>) -> Vec<Target> {
+    // Stable: bootstrap addresses keep the order the user gave.
+    candidates.sort_by_key(|c| {
+        let id = match c.target {
+            Target::Broker(id) => i64::from(id),
+            Target::Address(_) => i64::MAX,
+        };
+        (!c.connected, c.unreachable, id)
+    });
+    let mut seen = std::collections::HashSet::new();
     candidates
-        .min_by_key(|c| (!c.connected, c.unreachable, c.id))
-        .map(|c| c.id)
+        .into_iter()
+        .filter(|c| seen.insert(c.addr.clone()))
+        .map(|c| c.target)
+        .collect()
 }
 
 /// Whether an error means "refresh metadata and try again".
@@ -331,37 +470,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn any_broker_prefers_a_connected_then_a_reachable_one() {
-        let c = |id, connected, unreachable| Candidate {
-            id,
+    fn any_order_prefers_connected_then_reachable_then_the_rest() {
+        use Target::{Address as A, Broker as B};
+        let c = |target: Target, connected, unreachable| Candidate {
+            addr: match &target {
+                B(id) => format!("b{id}:9092"),
+                A(addr) => addr.clone(),
+            },
+            target,
             connected,
             unreachable,
         };
-        let cases: [(&str, Vec<Candidate>, Option<i32>); 5] = [
-            ("none known", vec![], None),
+        let a = |s: &str| A(s.to_string());
+        let cases: [(&str, Vec<Candidate>, Vec<Target>); 8] = [
+            ("none known", vec![], vec![]),
             (
-                "all equal: lowest id",
-                vec![c(3, false, false), c(1, false, false), c(2, false, false)],
-                Some(1),
+                "all equal: lowest id first",
+                vec![
+                    c(B(3), false, false),
+                    c(B(1), false, false),
+                    c(B(2), false, false),
+                ],
+                vec![B(1), B(2), B(3)],
             ),
             (
-                "broker 1 just failed: skip it",
-                vec![c(1, false, true), c(2, false, false), c(3, false, false)],
-                Some(2),
+                "broker 1 just failed: last, not never",
+                vec![
+                    c(B(1), false, true),
+                    c(B(2), false, false),
+                    c(B(3), false, false),
+                ],
+                vec![B(2), B(3), B(1)],
             ),
             (
                 "an open connection first",
-                vec![c(1, false, false), c(3, true, false)],
-                Some(3),
+                vec![c(B(1), false, false), c(B(3), true, false)],
+                vec![B(3), B(1)],
             ),
             (
-                "all failed: still try one",
-                vec![c(2, false, true), c(1, false, true)],
-                Some(1),
+                "all failed: still try each",
+                vec![c(B(2), false, true), c(B(1), false, true)],
+                vec![B(1), B(2)],
+            ),
+            (
+                "bootstrap after brokers, in the order given",
+                vec![
+                    c(a("z:1"), false, false),
+                    c(a("a:1"), false, false),
+                    c(B(2), false, false),
+                ],
+                vec![B(2), a("z:1"), a("a:1")],
+            ),
+            (
+                "a bootstrap address that is a known broker: once, as the broker",
+                vec![c(a("b1:9092"), false, false), c(B(1), false, false)],
+                vec![B(1)],
+            ),
+            (
+                "dead broker 1 listed, bootstrap broker 2 connected (the failover)",
+                vec![
+                    c(B(1), false, true),
+                    c(B(2), true, false),
+                    c(a("b2:9092"), false, false),
+                    c(B(3), false, false),
+                ],
+                vec![B(2), B(3), B(1)],
             ),
         ];
         for (name, candidates, expected) in cases {
-            assert_eq!(pick_any(candidates.into_iter()), expected, "{name}");
+            assert_eq!(order_any(candidates), expected, "{name}");
         }
     }
 

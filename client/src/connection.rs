@@ -133,6 +133,21 @@ impl Connection {
         &self.addr
     }
 
+    /// Whether the broker closed this connection (or it failed) while it
+    /// was idle: a request sent on it would be lost, and the sender could
+    /// not tell whether it was applied. Does not wait. Only for a
+    /// connection with no response outstanding.
+    pub fn peer_closed(&self) -> bool {
+        let mut byte = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.stream.get_ref().poll_peek(&mut cx, &mut buf) {
+            std::task::Poll::Ready(Ok(n)) => n == 0,
+            std::task::Poll::Ready(Err(_)) => true,
+            std::task::Poll::Pending => false,
+        }
+    }
+
     fn io(&self, source: std::io::Error) -> ClientError {
         ClientError::Io {
             addr: self.addr.clone(),
