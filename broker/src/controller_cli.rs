@@ -62,7 +62,13 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let config = ControllerConfig::new(args.id, args.quorum, args.data_dir);
     let running = controller::service::start(config, lease, listener).await?;
-    println!("baton controller {} listening on {addr}", args.id);
+    // As the broker's ready line: a closed stdout must not stop the process.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stdout(),
+        "baton controller {} listening on {addr}",
+        args.id
+    );
     crate::shutdown_signal().await;
     running.shutdown().await;
     Ok(())

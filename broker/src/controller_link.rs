@@ -247,8 +247,13 @@ pub async fn alter_isr(
         partition_epoch: state.partition_epoch,
         isr: isr.clone(),
     };
-    tracing::info!(topic = %partition.topic, partition = partition.index, from = ?state.isr,
-        to = ?isr, "proposing an ISR change");
+    tracing::info!(
+        "partition {}-{} leader {} epoch {leader_epoch}: proposing isr {isr:?} (now {:?})",
+        partition.topic,
+        partition.index,
+        broker.id(),
+        state.isr
+    );
     let request = ControllerRequest::AlterPartition {
         broker_epoch,
         command,

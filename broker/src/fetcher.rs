@@ -152,8 +152,15 @@ async fn truncate(
         };
         let confirmed = leader_answer.is_none_or(|(e, _)| e == latest);
         if cut < end || !confirmed {
-            tracing::info!(topic = %partition.topic, partition = partition.index, from = end,
-                to = cut, ?leader_answer, "truncating the divergent tail");
+            let leader = match leader_answer {
+                Some((epoch, offset)) => format!("leader's epoch {epoch} ends at {offset}"),
+                None => "leader has no such epoch".to_string(),
+            };
+            tracing::info!(
+                "partition {}-{} follower truncating from offset {end} to {cut} ({leader})",
+                partition.topic,
+                partition.index
+            );
             // At the log end this still drops epochs the leader never had.
             partition.log.lock().truncate_to(cut)?;
         }

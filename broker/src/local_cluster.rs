@@ -5,14 +5,18 @@
 //!
 //! It prints one line per process, `controller ID pid PID on ADDR` and
 //! `broker ID pid PID on ADDR`, then `bootstrap: ADDR,ADDR,...`; tests read
-//! these to find whom to kill or freeze.
+//! these to find whom to kill or freeze. The processes' own output goes to
+//! its stderr, each line prefixed with its node (`[broker 2] ...`).
+
+mod output;
 
 use clap::Args;
 use controller::service::{call, ControllerRequest, ControllerResponse};
-use std::io::{BufRead, BufReader};
+use output::{Output, Tail};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 /// `baton local-cluster` arguments.
 #[derive(Debug, Args)]
@@ -49,6 +53,13 @@ struct Node {
     child: Child,
 }
 
+/// Prints one line on stdout; a closed stdout is no reason to stop the
+/// cluster (nobody reads the lines, that is all).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Runs the cluster until SIGINT or SIGTERM.
 pub async fn run(args: LocalClusterArgs) -> anyhow::Result<()> {
     if args.brokers == 0 || args.controllers == 0 {
@@ -61,7 +72,8 @@ pub async fn run(args: LocalClusterArgs) -> anyhow::Result<()> {
         .collect();
     let quorum = quorum.join(",");
     let mut nodes = Vec::new();
-    let mut started = start_all(&exe, &args, &quorum, controller_base, &mut nodes);
+    let output = Output::start(std::io::stderr());
+    let mut started = start_all(&exe, &args, &quorum, controller_base, &output, &mut nodes);
     if started.is_ok() {
         if let Err(e) = wait_for_brokers(&quorum, args.brokers).await {
             started = Err(e);
@@ -69,7 +81,7 @@ pub async fn run(args: LocalClusterArgs) -> anyhow::Result<()> {
     }
     match started {
         Ok(bootstrap) => {
-            println!("bootstrap: {bootstrap}");
+            say(&format!("bootstrap: {bootstrap}"));
             tokio::select! {
                 () = crate::shutdown_signal() => {}
                 () = watch_children(&mut nodes) => {}
@@ -90,6 +102,7 @@ fn start_all(
     args: &LocalClusterArgs,
     quorum: &str,
     controller_base: u16,
+    output: &Output,
     nodes: &mut Vec<Node>,
 ) -> anyhow::Result<String> {
     let timeout = args.session_timeout_ms.to_string();
@@ -106,6 +119,7 @@ fn start_all(
             format!("controller {id}"),
             "baton controller",
             &addr,
+            output,
         )?);
     }
     let mut bootstrap = Vec::new();
@@ -126,6 +140,7 @@ fn start_all(
             format!("broker {id}"),
             "baton listening on",
             &addr,
+            output,
         )?);
         bootstrap.push(addr);
     }
@@ -139,14 +154,14 @@ async fn wait_for_brokers(quorum: &str, brokers: u16) -> anyhow::Result<()> {
         .split(',')
         .filter_map(|p| p.split_once('=').map(|(_, a)| a.to_string()))
         .collect();
-    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some((_, live)) = active_view(&addrs).await {
             if live >= usize::from(brokers) {
                 return Ok(());
             }
         }
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             anyhow::bail!("the brokers did not all register within {START_TIMEOUT:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -169,31 +184,88 @@ async fn active_view(addrs: &[String]) -> Option<(String, usize)> {
     None
 }
 
-/// Starts one process and waits for the line starting with `ready`.
-fn start(mut command: Command, name: String, ready: &str, addr: &str) -> anyhow::Result<Node> {
+/// Starts one process, its output forwarded through `output`, and waits
+/// for its stdout line starting with `ready`. A process that exits first is
+/// reported at once, with its exit status and last lines.
+fn start(
+    mut command: Command,
+    name: String,
+    ready: &str,
+    addr: &str,
+    output: &Output,
+) -> anyhow::Result<Node> {
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
     let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let tail = Tail::default();
+    let stderr_done = output.forward(name.clone(), stderr, tail.clone(), |_| true);
     let (tx, rx) = std::sync::mpsc::channel();
     let ready = ready.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with(&ready) {
-                let _ = tx.send(());
-            }
+    // The ready line is this process's protocol with local-cluster; any
+    // other stdout line is output like its log.
+    output.forward(name.clone(), stdout, tail.clone(), move |line| {
+        let is_ready = line.starts_with(&ready);
+        if is_ready {
+            let _ = tx.send(());
         }
+        !is_ready
     });
     let mut node = Node { name, child };
-    if rx.recv_timeout(START_TIMEOUT).is_err() {
+    if let Err(e) = wait_until_up(&mut node, &rx) {
         let _ = node.child.kill();
         let _ = node.child.wait();
-        anyhow::bail!("{} did not start within {START_TIMEOUT:?}", node.name);
+        // Its last words are on their way through the pipe (which ends
+        // with the process, unless something it started keeps it open).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !stderr_done.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let last = tail.lines();
+        let last = match last.is_empty() {
+            true => "(it wrote nothing)".to_string(),
+            false => last.join("\n"),
+        };
+        anyhow::bail!("{e}; its last lines:\n{last}");
     }
-    println!("{} pid {} on {addr}", node.name, node.child.id());
+    say(&format!("{} pid {} on {addr}", node.name, node.child.id()));
     Ok(node)
+}
+
+/// Waits for `ready` from `node`, noticing at once if it exits instead.
+fn wait_until_up(node: &mut Node, ready: &std::sync::mpsc::Receiver<()>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        match ready.recv_timeout(Duration::from_millis(20)) {
+            Ok(()) => return Ok(()),
+            Err(RecvTimeoutError::Timeout) => {}
+            // Its stdout closed: it is exiting, or will never say it is up.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(20)),
+        }
+        if let Ok(Some(status)) = node.child.try_wait() {
+            anyhow::bail!(
+                "{} exited before it was up: {}",
+                node.name,
+                describe(status)
+            );
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("{} did not start within {START_TIMEOUT:?}", node.name);
+        }
+    }
+}
+
+/// An exit status as an operator reads it.
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
 }
 
 /// Reports processes that exit (a test may kill them on purpose); returns
@@ -203,7 +275,7 @@ async fn watch_children(nodes: &mut [Node]) {
     loop {
         for (node, seen) in nodes.iter_mut().zip(reported.iter_mut()) {
             if let (false, Ok(Some(status))) = (*seen, node.child.try_wait()) {
-                println!("{} exited: {status}", node.name);
+                say(&format!("{} exited: {}", node.name, describe(status)));
                 *seen = true;
             }
         }
@@ -229,8 +301,8 @@ fn stop_all(nodes: &mut [Node]) {
 }
 
 fn wait_or_kill(node: &mut Node, within: Duration) {
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
         if !matches!(node.child.try_wait(), Ok(None)) {
             return;
         }

@@ -123,14 +123,17 @@ impl Broker {
                     continue;
                 }
             };
+            let before = self
+                .image()
+                .partition(name, index)
+                .map(|p| (p.leader, p.leader_epoch));
+            let changed = before != Some((state.leader, state.leader_epoch));
             if state.leader == Some(me) {
-                let led_before = self
-                    .image()
-                    .partition(name, index)
-                    .map(|p| (p.leader, p.leader_epoch));
-                if led_before != Some((Some(me), state.leader_epoch)) {
-                    tracing::info!(topic = %name, partition = index, leader_epoch = state.leader_epoch,
-                        applied = image.applied, "leading");
+                if changed {
+                    tracing::info!(
+                        "partition {name}-{index} leader {me} epoch {}: this broker leads",
+                        state.leader_epoch
+                    );
                 }
                 partition.become_leader(state.leader_epoch)?;
                 let lag = self.config.replica_lag_time_max_ms;
@@ -144,6 +147,18 @@ impl Broker {
                     lag,
                 );
             } else {
+                if changed {
+                    match state.leader {
+                        Some(leader) => tracing::info!(
+                            "partition {name}-{index} leader {leader} epoch {}: this broker follows",
+                            state.leader_epoch
+                        ),
+                        None => tracing::info!(
+                            "partition {name}-{index} offline in epoch {}: no leader",
+                            state.leader_epoch
+                        ),
+                    }
+                }
                 partition.stop_leading();
             }
             wanted.insert(key, partition);

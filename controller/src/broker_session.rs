@@ -121,7 +121,16 @@ impl BrokerSession {
             let answer = self
                 .ask(ControllerRequest::ShutdownBroker { id: self.id, epoch })
                 .await;
-            tracing::info!(broker = self.id, epoch, ?answer, "controlled shutdown");
+            match answer {
+                Some(ControllerResponse::Committed(_)) => tracing::info!(
+                    "broker {} controlled shutdown: broker epoch {epoch} ended",
+                    self.id
+                ),
+                other => tracing::warn!(
+                    "broker {} controlled shutdown: broker epoch {epoch} not ended ({other:?}); the controller fences it when its session times out",
+                    self.id
+                ),
+            }
         }
     }
 
@@ -150,7 +159,13 @@ impl BrokerSession {
                     }
                     Ok(ControllerResponse::NotController { leader: None }) | Err(_) => {}
                     Ok(answer) => {
-                        self.lock().controller = Some(addr);
+                        let before = self.lock().controller.replace(addr.clone());
+                        if before.as_deref() != Some(addr.as_str()) {
+                            tracing::info!(
+                                "broker {} follows the active controller at {addr}",
+                                self.id
+                            );
+                        }
                         return Some(answer);
                     }
                 }
@@ -163,6 +178,7 @@ impl BrokerSession {
     /// quarter session timeout.
     pub async fn run(self) {
         let mut first = true;
+        let mut lease = LeaseLog::default();
         loop {
             if !std::mem::take(&mut first) {
                 let lease = self.lock().lease.unwrap_or(self.lease);
@@ -171,6 +187,14 @@ impl BrokerSession {
             }
             if self.paused.load(Ordering::Relaxed) {
                 continue;
+            }
+            if let Some(change) = lease.observe(self.lease_valid()) {
+                match self.epoch() {
+                    Some(epoch) => {
+                        tracing::info!("broker {} {change} (broker epoch {epoch})", self.id)
+                    }
+                    None => tracing::info!("broker {} {change} (not registered)", self.id),
+                }
             }
             let epoch = self.lock().epoch;
             let Some(epoch) = epoch else {
@@ -191,7 +215,10 @@ impl BrokerSession {
                     // Fenced or stale: the session is over; the lease
                     // runs out on its own and a new registration starts
                     // a new session with a new epoch.
-                    tracing::warn!(broker = self.id, epoch, %why, "session ended: registering again");
+                    tracing::warn!(
+                        "broker {} session ended (broker epoch {epoch}): {why}; registering again",
+                        self.id
+                    );
                     self.lock().epoch = None;
                 }
                 _ => {} // no controller reachable: the lease runs out
@@ -223,6 +250,53 @@ impl BrokerSession {
             });
             // Registration counts as the session's first heartbeat.
             state.acked_sent_at_ms = Some(sent_at);
+        }
+    }
+}
+
+/// Says when the lease changes, as the session loop sees it: a leader
+/// whose lease lapsed stops serving until a heartbeat is acknowledged.
+#[derive(Debug, Default)]
+struct LeaseLog {
+    /// Whether the lease was valid at the last look.
+    valid: bool,
+    /// Whether it was ever valid (the first one is acquired, not regained).
+    ever: bool,
+}
+
+impl LeaseLog {
+    fn observe(&mut self, valid: bool) -> Option<&'static str> {
+        if valid == std::mem::replace(&mut self.valid, valid) {
+            return None;
+        }
+        Some(match (valid, std::mem::replace(&mut self.ever, true)) {
+            (true, false) => "lease acquired: may serve as leader",
+            (true, true) => "lease regained: may serve as leader again",
+            (false, _) => {
+                "lease lost: no heartbeat acknowledged in time; not serving as leader until one is"
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LeaseLog;
+
+    #[test]
+    fn lease_changes_are_said_once_table() {
+        let mut log = LeaseLog::default();
+        // (valid at this look, what is said)
+        let steps = [
+            (false, None),
+            (true, Some("lease acquired: may serve as leader")),
+            (true, None),
+            (false, Some("lease lost: no heartbeat acknowledged in time; not serving as leader until one is")),
+            (false, None),
+            (true, Some("lease regained: may serve as leader again")),
+        ];
+        for (i, (valid, said)) in steps.into_iter().enumerate() {
+            assert_eq!(log.observe(valid), said, "step {i}");
         }
     }
 }

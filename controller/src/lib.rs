@@ -5,6 +5,7 @@
 
 pub mod broker_session;
 pub mod commands;
+pub mod events;
 pub mod metadata;
 pub mod metadata_feed;
 pub mod raft;

@@ -490,13 +490,14 @@ impl Service {
                     .await;
             }
             for (id, epoch) in expired {
-                tracing::warn!(broker = id, epoch, "broker session expired: fencing");
+                tracing::warn!("broker {id} session expired (broker epoch {epoch}): fencing it");
                 let started = Instant::now();
                 let result = self
                     .controller
                     .propose(Command::FenceBroker { id, epoch })
                     .await;
-                tracing::info!(broker = id, epoch, ?result, took = ?started.elapsed(), "fence committed");
+                // The fence itself is logged where it is applied.
+                tracing::debug!(broker = id, epoch, ?result, took = ?started.elapsed(), "fence proposed");
             }
         }
     }

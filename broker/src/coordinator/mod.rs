@@ -82,8 +82,8 @@ impl Coordinator {
             let keep = led.get(index) == Some(&shard.leader_epoch);
             if !keep {
                 tracing::info!(
-                    partition = index,
-                    "no longer coordinating this offsets partition"
+                    "{OFFSETS_TOPIC}-{index} leader epoch {}: coordinator unloaded (no longer its leader in that epoch)",
+                    shard.leader_epoch
                 );
                 shard.unload();
             }

@@ -320,12 +320,11 @@ pub async fn load(broker: Arc<Broker>, shard: Arc<Shard>) {
             replay(&mut groups, record, now);
         }
         tracing::info!(
-            partition = shard.index,
-            leader_epoch = shard.leader_epoch,
-            groups = groups.len(),
-            records = count,
-            ms = started.elapsed().as_millis() as u64,
-            "groups loaded"
+            "{OFFSETS_TOPIC}-{} leader epoch {}: coordinator loaded {} groups from {count} records in {} ms",
+            shard.index,
+            shard.leader_epoch,
+            groups.len(),
+            started.elapsed().as_millis()
         );
     }
     shard.loaded.store(true, Ordering::Release);

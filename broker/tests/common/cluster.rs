@@ -31,6 +31,28 @@ fn log_env() -> [(&'static str, String); 1] {
     [("BATON_LOG", level)]
 }
 
+/// Lines a cluster logged, as they come (see [`LocalCluster::start_logged`]).
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Logs {
+    /// Reads `pipe` to its end on a thread, echoing and keeping each line.
+    fn collect(&self, pipe: impl std::io::Read + Send + 'static) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Every line `child` prints, echoed to the test's output and sent on.
 fn stdout_lines(child: &mut Child, name: &'static str) -> std::sync::mpsc::Receiver<String> {
     let stdout = child.stdout.take().expect("stdout");
@@ -103,20 +125,40 @@ impl LocalCluster {
 
     /// As `start`, with more `baton local-cluster` arguments.
     pub fn start_with(brokers: u16, controllers: u16, extra: &[&str]) -> LocalCluster {
+        Self::spawn(brokers, controllers, extra, None)
+    }
+
+    /// As `start`, with every node logging at the default level (no
+    /// `BATON_LOG`) and local-cluster's stderr (every node's log, prefixed
+    /// with the node) collected into the returned lines as they come.
+    pub fn start_logged(brokers: u16, controllers: u16) -> (LocalCluster, Logs) {
+        let logs = Logs::default();
+        let cluster = Self::spawn(brokers, controllers, &[], Some(logs.clone()));
+        (cluster, logs)
+    }
+
+    fn spawn(brokers: u16, controllers: u16, extra: &[&str], logs: Option<Logs>) -> LocalCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base(brokers, controllers).to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
+        command
             .args(["local-cluster", "--base-port", &base])
             .args(["--brokers", &brokers.to_string()])
             .args(["--controllers", &controllers.to_string()])
             .args(extra)
             .arg("--data-dir")
-            .arg(dir.path())
-            .envs(log_env())
+            .arg(dir.path());
+        match &logs {
+            Some(_) => command.env_remove("BATON_LOG").stderr(Stdio::piped()),
+            None => command.envs(log_env()).stderr(Stdio::inherit()),
+        };
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("start baton local-cluster");
+        if let Some(logs) = logs {
+            logs.collect(child.stderr.take().expect("stderr"));
+        }
         let rx = stdout_lines(&mut child, "local-cluster");
         let mut cluster = LocalCluster {
             child,

@@ -5,6 +5,7 @@
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod peers;
 pub mod state_machine;
 
 use crate::commands::{Command, CommandResult};

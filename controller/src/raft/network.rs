@@ -2,6 +2,7 @@
 //! request then its response. Frames are bounded; a malformed one closes the
 //! connection and changes nothing.
 
+use super::peers::{MajorityReport, PeerReachability, Report};
 use super::{NodeId, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -14,6 +15,8 @@ use openraft::raft::{
 use openraft::{BasicNode, Raft};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -116,6 +119,8 @@ pub fn quorum_fingerprint(quorum: &std::collections::BTreeMap<NodeId, String>) -
 pub struct Network {
     /// This controller's quorum fingerprint, sent with every RPC.
     pub quorum: String,
+    /// Every client's RPC outcomes, for reachability reports on change.
+    pub peers: Arc<Mutex<PeerReachability>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -127,6 +132,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             quorum: self.quorum.clone(),
             stream: None,
+            peers: self.peers.clone(),
         }
     }
 }
@@ -138,6 +144,7 @@ pub struct Client {
     addr: String,
     quorum: String,
     stream: Option<TcpStream>,
+    peers: Arc<Mutex<PeerReachability>>,
 }
 
 impl Client {
@@ -169,7 +176,67 @@ impl Client {
         if result.is_err() {
             self.stream = None;
         }
+        self.observe(result.as_ref().map(|_| ()));
         result
+    }
+
+    /// Logs this peer's reachability when it changes (see [`super::peers`]).
+    fn observe(&self, outcome: Result<(), &std::io::Error>) {
+        let reason = outcome.map_err(|e| e.to_string());
+        let report = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(
+                self.target,
+                reason.as_ref().map(|_| ()).map_err(|r| r.as_str()),
+                Instant::now(),
+            );
+        match report {
+            Some(Report::Unreachable {
+                peer,
+                reason,
+                failing_for,
+                unreported,
+            }) => tracing::warn!(
+                "controller {peer} ({}) unreachable for {:.1}s: {reason}{}",
+                self.addr,
+                failing_for.as_secs_f64(),
+                match unreported {
+                    0 => String::new(),
+                    n => format!(" ({n} shorter outages since the last report)"),
+                }
+            ),
+            Some(Report::Reachable { peer, after }) => {
+                tracing::info!(
+                    "controller {peer} ({}) reachable again after {:.1}s",
+                    self.addr,
+                    after.as_secs_f64()
+                )
+            }
+            None => return,
+        }
+        self.say_majority();
+    }
+
+    /// After a reachability change: whether this controller still reaches
+    /// a majority of its quorum.
+    fn say_majority(&self) {
+        let voters = self.quorum.split(',').count();
+        let change = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .majority(voters);
+        match change {
+            Some(MajorityReport::Lost { unreachable }) => tracing::error!(
+                "controller quorum has no majority here: controllers {unreachable:?} unreachable of {voters}; nothing commits and brokers lose their leases until enough return"
+            ),
+            Some(MajorityReport::Regained) => {
+                tracing::info!("controller quorum majority reachable again")
+            }
+            None => {}
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use super::network::Network;
 use super::state_machine::{State, StateMachine};
 use super::{NodeId, TypeConfig};
 use crate::commands::{Command, CommandResult};
+use crate::events::{role_change, RoleView};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Raft};
 use std::collections::BTreeMap;
@@ -138,6 +139,7 @@ impl Controller {
             Arc::new(raft_config),
             Network {
                 quorum: super::network::quorum_fingerprint(&config.quorum),
+                peers: Default::default(),
             },
             log,
             state.clone(),
@@ -149,6 +151,7 @@ impl Controller {
             .iter()
             .map(|(&id, addr)| (id, BasicNode::new(addr.clone())))
             .collect();
+        tokio::spawn(watch_role(raft.clone(), config.id, state.clone()));
         // Every controller initializing at once starts rival elections in
         // the first term, and the quorum then changes leader within a
         // second of forming. The lowest id initializes at once; the others
@@ -215,5 +218,31 @@ async fn initialize(
     match raft.initialize(members).await {
         Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
         Err(e) => Err(ControllerError::Raft(e.to_string())),
+    }
+}
+
+/// Logs each change of active controller as this one sees it, and has the
+/// state machine log committed changes only while this one is active.
+/// Ends when Raft stops.
+async fn watch_role(raft: Raft<TypeConfig>, me: NodeId, state: StateMachine) {
+    let mut metrics = raft.metrics();
+    let mut before = None;
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            let leader = m.current_leader.filter(|l| *l != me || m.state.is_leader());
+            RoleView {
+                leader,
+                term: m.current_term,
+            }
+        };
+        state.set_log_changes(now.leader == Some(me));
+        if let Some(change) = role_change(me, before, now) {
+            tracing::info!("{change}");
+        }
+        before = Some(now);
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use super::{storage_error, NodeId, TypeConfig};
 use crate::commands::{self, CommandResult};
+use crate::events;
 use crate::metadata::ClusterMetadata;
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -15,6 +16,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use storage::fs::{write_atomically, OsFs};
 
@@ -48,6 +50,10 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     inner: Arc<Mutex<Inner>>,
+    /// Set while this controller is the active one: only then are applied
+    /// changes logged, so each is said once, when it commits, and not again
+    /// by the followers or by a replay at start.
+    log_changes: Arc<AtomicBool>,
 }
 
 impl StateMachine {
@@ -72,7 +78,13 @@ impl StateMachine {
         };
         Ok(StateMachine {
             inner: Arc::new(Mutex::new(inner)),
+            log_changes: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Whether applied changes are logged (see the field).
+    pub fn set_log_changes(&self, on: bool) {
+        self.log_changes.store(on, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -151,6 +163,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     broker_epoch: None,
                     leaders_changed: 0,
                 },
+                EntryPayload::Normal(command) if self.log_changes.load(Ordering::Relaxed) => {
+                    let before = inner.state.metadata.clone();
+                    let result = commands::apply(&mut inner.state.metadata, &command, unclean);
+                    for change in events::changes(&before, &inner.state.metadata) {
+                        tracing::info!("{change}");
+                    }
+                    result
+                }
                 EntryPayload::Normal(command) => {
                     commands::apply(&mut inner.state.metadata, &command, unclean)
                 }
