@@ -87,23 +87,38 @@ fn write_lines(rx: Receiver<String>, mut sink: impl Write, dropped: &AtomicU64) 
     let _ = sink.flush();
 }
 
-/// A node's last lines.
+/// A node's last lines, and the error it exited with.
 #[derive(Clone, Default)]
-pub struct Tail(Arc<Mutex<VecDeque<String>>>);
+pub struct Tail(Arc<Mutex<Kept>>);
+
+/// What a [`Tail`] keeps.
+#[derive(Default)]
+struct Kept {
+    lines: VecDeque<String>,
+    /// The last `Error: ...` line (what `main` returning an error prints),
+    /// kept apart: with `RUST_BACKTRACE` set, the backtrace after it is
+    /// longer than the tail.
+    error: Option<String>,
+}
 
 impl Tail {
     fn push(&self, line: String) {
-        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if lines.len() == TAIL_LINES {
-            lines.pop_front();
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if line.starts_with("Error: ") {
+            kept.error = Some(line.clone());
         }
-        lines.push_back(line);
+        if kept.lines.len() == TAIL_LINES {
+            kept.lines.pop_front();
+        }
+        kept.lines.push_back(line);
     }
 
-    /// The kept lines, oldest first.
+    /// The kept lines, oldest first, led by the exit error if it is no
+    /// longer among them.
     pub fn lines(&self) -> Vec<String> {
-        let lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        lines.iter().cloned().collect()
+        let kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let error = kept.error.iter().filter(|e| !kept.lines.contains(e));
+        error.chain(kept.lines.iter()).cloned().collect()
     }
 }
 
@@ -169,6 +184,26 @@ mod tests {
         }
         let last: Vec<String> = (10..30).map(|i| format!("line {i}")).collect();
         assert_eq!(tail.lines(), last);
+    }
+
+    /// With `RUST_BACKTRACE` set, the backtrace after a node's exit error
+    /// is longer than the tail: the error still leads what is shown, once.
+    #[test]
+    fn the_exit_error_outlives_a_long_backtrace() {
+        let tail = Tail::default();
+        tail.push("Error: data directory /d: File exists".into());
+        for i in 0..TAIL_LINES {
+            tail.push(format!("   {i}: frame"));
+        }
+        let lines = tail.lines();
+        assert_eq!(lines.len(), TAIL_LINES + 1);
+        assert_eq!(lines[0], "Error: data directory /d: File exists");
+        assert_eq!(lines[TAIL_LINES], format!("   {}: frame", TAIL_LINES - 1));
+
+        let short = Tail::default();
+        short.push("Error: boom".into());
+        short.push("trailing".into());
+        assert_eq!(short.lines(), ["Error: boom", "trailing"], "shown once");
     }
 
     #[test]
