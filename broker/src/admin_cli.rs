@@ -16,8 +16,14 @@ use serde_json::{json, Value};
 /// list | head -1`) ends the command at once with exit 0, as the reader
 /// chose to stop: `println!` would panic instead.
 pub(crate) fn out(line: std::fmt::Arguments) {
+    stdout_written(write_line(line));
+}
+
+/// What a write to stdout came to: a reader that went away (`| head`)
+/// ends the command with exit 0; another error ends it with exit 1.
+pub(crate) fn stdout_written(written: std::io::Result<()>) {
     use std::io::Write;
-    match write_line(line) {
+    match written {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(exit::OK),
         Err(e) => {
@@ -111,7 +117,7 @@ enum TopicCommand {
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         replication_factor: i16,
         /// Topic config as name=value (repeatable), e.g. retention.ms=86400000.
-        #[arg(long = "config", value_parser = parse_config)]
+        #[arg(long = "config", value_parser = parse_name_value)]
         configs: Vec<(String, String)>,
     },
     /// List topics.
@@ -157,7 +163,8 @@ enum ClusterCommand {
     },
 }
 
-fn parse_config(text: &str) -> Result<(String, String), String> {
+/// `name=value`, as `--config` and `--header` take it.
+pub(crate) fn parse_name_value(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected name=value, got {text:?}"))

@@ -43,7 +43,7 @@ pub struct ProduceArgs {
     #[arg(long, short = 'K', value_name = "DELIM")]
     key_delimiter: Option<String>,
     /// A header as name=value for every record (repeatable).
-    #[arg(long = "header", short = 'H', value_parser = parse_header)]
+    #[arg(long = "header", short = 'H', value_parser = crate::admin_cli::parse_name_value)]
     headers: Vec<(String, String)>,
     /// The partition to write to [default: by key (murmur2, as Kafka's
     /// default partitioner), round-robin without a key].
@@ -78,12 +78,6 @@ pub struct ConsumeArgs {
     /// `--json` prints one JSON object per record instead.
     #[arg(long, short = 'f')]
     format: Option<String>,
-}
-
-fn parse_header(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected name=value, got {text:?}"))
 }
 
 fn parse_acks(text: &str) -> Result<i16, String> {
@@ -426,23 +420,12 @@ fn write_record(record: &ConsumerRecord, tokens: &[format::Token], as_json: bool
 /// does.
 fn write_raw(bytes: &[u8]) {
     use std::io::Write;
-    stdout_result(std::io::stdout().lock().write_all(bytes));
+    crate::admin_cli::stdout_written(std::io::stdout().lock().write_all(bytes));
 }
 
 fn flush_stdout() {
     use std::io::Write;
-    stdout_result(std::io::stdout().lock().flush());
-}
-
-fn stdout_result(written: std::io::Result<()>) {
-    match written {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => {
-            crate::admin_cli::warn(&format!("Error: writing to stdout: {e}"));
-            std::process::exit(1);
-        }
-    }
+    crate::admin_cli::stdout_written(std::io::stdout().lock().flush());
 }
 
 #[cfg(test)]
