@@ -2,6 +2,8 @@
 //! processes on loopback, killed when dropped.
 
 pub mod campaign;
+pub mod limits;
+pub mod procstat;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

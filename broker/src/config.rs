@@ -116,6 +116,10 @@ pub struct Settings {
     /// (log.cleaner.backoff.ms) [default: 15000].
     #[arg(long)]
     pub log_cleaner_backoff_ms: Option<u64>,
+    /// How often retention looks for segments past `retention.ms` or
+    /// `retention.bytes` (log.retention.check.interval.ms) [default: 300000].
+    #[arg(long)]
+    pub log_retention_check_interval_ms: Option<u64>,
     /// How long a partition keeps an idle idempotent producer's state
     /// (producer.id.expiration.ms) [default: 86400000, one day].
     #[arg(long)]
@@ -197,6 +201,7 @@ impl Settings {
             group_max_session_timeout_ms,
             group_initial_rebalance_delay_ms,
             log_cleaner_backoff_ms,
+            log_retention_check_interval_ms,
             producer_id_expiration_ms,
             producer_id_expiration_check_interval_ms
         )
@@ -396,8 +401,18 @@ impl Settings {
                 "must be at least 100",
             ));
         }
+        let log_retention_check_interval_ms =
+            self.log_retention_check_interval_ms.unwrap_or(300_000);
+        if log_retention_check_interval_ms < 1 {
+            return Err(bad(
+                "log_retention_check_interval_ms",
+                log_retention_check_interval_ms.to_string(),
+                "must be at least 1",
+            ));
+        }
         Ok(BrokerConfig {
             log_cleaner_backoff_ms,
+            log_retention_check_interval_ms,
             producer_id_expiration_ms: self
                 .producer_id_expiration_ms
                 .unwrap_or(storage::producer_state::PRODUCER_ID_EXPIRATION_MS_DEFAULT),
@@ -464,6 +479,8 @@ pub struct BrokerConfig {
     pub lease: LeaseConfig,
     /// Kafka's log.cleaner.backoff.ms.
     pub log_cleaner_backoff_ms: u64,
+    /// Kafka's log.retention.check.interval.ms.
+    pub log_retention_check_interval_ms: u64,
     /// Kafka's producer.id.expiration.ms.
     pub producer_id_expiration_ms: u64,
     /// Kafka's producer.id.expiration.check.interval.ms.
@@ -523,7 +540,12 @@ mod tests {
     fn layers_override_in_order() {
         let file: Settings =
             toml::from_str("listen = \"127.0.0.1:9000\"\nnode_id = 4\nflush = \"never\"").unwrap();
-        let env = Settings::from_env(env(&[("BATON_NODE_ID", "5"), ("PATH", "/bin")])).unwrap();
+        let env = Settings::from_env(env(&[
+            ("BATON_NODE_ID", "5"),
+            ("BATON_LOG_RETENTION_CHECK_INTERVAL_MS", "500"),
+            ("PATH", "/bin"),
+        ]))
+        .unwrap();
         let cli = Settings {
             flush: Some("250".into()),
             ..Settings::default()
@@ -536,6 +558,7 @@ mod tests {
             .unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.node_id, 5);
+        assert_eq!(c.log_retention_check_interval_ms, 500);
         assert_eq!(
             c.log.flush,
             FlushPolicy::Interval(Duration::from_millis(250))
@@ -582,6 +605,10 @@ mod tests {
                 segment_bytes: Some(3),
                 ..Settings::default()
             },
+            Settings {
+                log_retention_check_interval_ms: Some(0),
+                ..Settings::default()
+            },
         ];
         for case in cases {
             assert!(case.clone().resolve().is_err(), "{case:?}");
@@ -590,5 +617,6 @@ mod tests {
         assert_eq!(defaults.listen.to_string(), "127.0.0.1:9092");
         assert_eq!(defaults.data_dir, PathBuf::from("data"));
         assert!(defaults.auto_create_topics);
+        assert_eq!(defaults.log_retention_check_interval_ms, 300_000);
     }
 }

@@ -25,6 +25,7 @@ pub mod image;
 pub mod local_cluster;
 pub mod partition;
 pub mod producer_ids;
+pub mod purgatory;
 pub mod roles;
 pub mod serve_windows;
 pub mod server;

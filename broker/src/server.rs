@@ -4,6 +4,7 @@
 
 use crate::dispatch::{self, Outcome, Prepared};
 use crate::frame;
+use crate::partition::Due;
 use crate::state::Broker;
 use std::future::Future;
 use std::sync::Arc;
@@ -88,65 +89,34 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), String
     read_result.and(written)
 }
 
-/// One cleaning pass of a compacted partition (the log cleaner).
-fn clean(p: &crate::partition::Partition, now: i64) {
-    match p.log.clean(now) {
-        Ok(stats) if stats.segments_rewritten > 0 => {
-            tracing::info!(topic = %p.topic, partition = p.index, ?stats, "log cleaned");
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log cleaning failed")
-        }
-    }
-}
-
 /// Timed work: interval flushes (every 100 ms), high-watermark checkpoints
 /// (every 5 s, Kafka's default), compaction (log.cleaner.backoff.ms),
-/// retention (every 5 minutes, Kafka's log.retention.check.interval.ms)
-/// and idle producers' expiry (producer.id.expiration.check.interval.ms,
-/// 10 minutes).
+/// retention (log.retention.check.interval.ms, 5 minutes) and idle
+/// producers' expiry (producer.id.expiration.check.interval.ms, 10
+/// minutes), all on a blocking thread; then ISR proposals.
 async fn maintain(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut ticks: u64 = 0;
-    // Compacted partitions are cleaned every log.cleaner.backoff.ms; a pass
-    // over a clean log writes nothing.
-    let clean_every = (broker.config.log_cleaner_backoff_ms / 100).max(1);
-    let expire_every = (broker.config.producer_id_expiration_check_interval_ms / 100).max(1);
+    let every = |ms: u64| (ms / 100).max(1);
+    // An interval below the 100 ms tick means every tick.
+    let clean_every = every(broker.config.log_cleaner_backoff_ms);
+    let expire_every = every(broker.config.producer_id_expiration_check_interval_ms);
+    let retain_every = every(broker.config.log_retention_check_interval_ms);
     loop {
         tick.tick().await;
         ticks += 1;
-        let for_work = broker.clone();
+        let due = Due {
+            checkpoint: ticks % 50 == 0,
+            retention: ticks % retain_every == 0,
+            expire_producers: (ticks % expire_every == 0)
+                .then_some(broker.config.producer_id_expiration_ms),
+            clean: ticks % clean_every == 0,
+        };
+        let partitions = broker.all_partitions();
         let work = tokio::task::spawn_blocking(move || {
-            let broker = for_work;
             let now = crate::handlers::now_ms();
-            for p in broker.all_partitions() {
-                if let Err(e) = p.log.flush_if_due(now) {
-                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
-                }
-                if p.advance_high_watermark() {
-                    broker.notify_data();
-                }
-                {
-                    let mut log = p.log.lock();
-                    if ticks % 50 == 0 {
-                        let _ = log.checkpoint_high_watermark();
-                    }
-                    if ticks % 3000 == 0 {
-                        let _ = log.apply_retention(now);
-                    }
-                    if ticks % expire_every == 0 {
-                        let expiry = broker.config.producer_id_expiration_ms;
-                        let expired = log.remove_expired_producers(now, expiry);
-                        if expired > 0 {
-                            tracing::info!(topic = %p.topic, partition = p.index, expired,
-                                "idle producers expired (producer.id.expiration.ms)");
-                        }
-                    }
-                }
-                if ticks % clean_every == 0 && p.compacts() {
-                    clean(&p, now);
-                }
+            for p in partitions {
+                p.maintain(now, due);
             }
         });
         let _ = work.await;
@@ -176,10 +146,6 @@ fn propose_isr_changes(broker: &Arc<Broker>) {
 fn close_logs(broker: &Broker) {
     let _ = broker.serve_windows.write(&broker.config.data_dir);
     for p in broker.all_partitions() {
-        let mut log = p.log.lock();
-        let closed = log.flush().and_then(|_| log.checkpoint_high_watermark());
-        if let Err(e) = closed.and_then(|()| log.write_producer_snapshot()) {
-            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "clean close failed");
-        }
+        p.close();
     }
 }

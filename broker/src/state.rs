@@ -1,6 +1,6 @@
 //! The broker's shared state: the metadata image (from the controller
-//! quorum), the partition replicas it holds, its controller session (and so
-//! its lease), and the signal that wakes long-polling fetches.
+//! quorum), the partition replicas it holds and their fetchers, and its
+//! controller session (and so its lease).
 
 use crate::config::BrokerConfig;
 use crate::image::{partition_dir, MetadataImage};
@@ -9,7 +9,7 @@ use controller::broker_session::BrokerSession;
 use controller::metadata::BrokerId;
 use kafka_protocol::ResponseError;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
 /// A refusal for an admin operation: the Kafka error and a message.
@@ -35,14 +35,11 @@ pub struct Broker {
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
     /// The controller session: the broker epoch and the leader lease.
     pub session: BrokerSession,
-    /// Bumped whenever a high watermark moves: long-poll fetches wait on it
-    /// instead of polling.
-    pub data_version: watch::Sender<u64>,
     /// The groups this broker coordinates (one shard per led offsets
     /// partition).
     pub coordinator: crate::coordinator::Coordinator,
-    /// The replica fetchers of the partitions this broker follows.
-    fetchers: Mutex<HashMap<(String, i32), Fetcher>>,
+    /// The replica fetchers, one per broker this one follows from.
+    fetchers: crate::fetcher::Fetchers,
     /// The monotonic clock the replication rules are given time from.
     clock: std::time::Instant,
     /// When this broker acted as each partition's leader (claim 2 evidence).
@@ -51,20 +48,6 @@ pub struct Broker {
     /// held while a block is fetched, shared with the background prefetch.
     pub producer_ids: Arc<tokio::sync::Mutex<crate::producer_ids::ProducerIdManager>>,
     _lock: storage::fs::DirLock,
-}
-
-/// A running replica fetcher: whom it follows, in which epoch.
-#[derive(Debug)]
-struct Fetcher {
-    leader: BrokerId,
-    leader_epoch: i32,
-    task: tokio::task::AbortHandle,
-}
-
-impl Drop for Fetcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Broker {
@@ -78,9 +61,8 @@ impl Broker {
             image: watch::channel(Arc::new(MetadataImage::default())).0,
             partitions: RwLock::new(HashMap::new()),
             session,
-            data_version: watch::channel(0).0,
             coordinator: Default::default(),
-            fetchers: Mutex::new(HashMap::new()),
+            fetchers: Default::default(),
             clock: std::time::Instant::now(),
             producer_ids: Default::default(),
             _lock: lock,
@@ -114,6 +96,7 @@ impl Broker {
     pub fn apply_image(self: &Arc<Self>, image: MetadataImage) -> anyhow::Result<()> {
         let me = self.id();
         let mut wanted = HashMap::new();
+        let mut moved = Vec::new();
         for (name, index, topic_id, state) in image.replicas_of(me) {
             let key = (name.clone(), index);
             let partition = match self.open_partition(name, index, topic_id, &image) {
@@ -161,6 +144,9 @@ impl Broker {
                 }
                 partition.stop_leading();
             }
+            if changed {
+                moved.push(partition.clone());
+            }
             wanted.insert(key, partition);
         }
         let image = Arc::new(image);
@@ -173,9 +159,16 @@ impl Broker {
                 .map(|(_, p)| p)
                 .collect()
         };
-        self.update_fetchers(&image);
+        // Requests waiting on a partition whose leadership moved re-check
+        // it against the image just published.
+        for p in moved {
+            p.wake_all();
+        }
+        self.fetchers
+            .update(me, &image, |name, index| self.partition(name, index));
         self.coordinator.on_image(self, &image);
         for p in removed {
+            p.wake_all();
             let deleted = image
                 .topics
                 .get(&p.topic)
@@ -193,7 +186,6 @@ impl Broker {
                 }
             }
         }
-        self.notify_data();
         Ok(())
     }
 
@@ -214,8 +206,9 @@ impl Broker {
         let log_config = log_config_for(&self.config.log, configs)
             .map_err(|e| anyhow::anyhow!("topic {name}: {e}"))?;
         let dir = partition_dir(&self.config.data_dir, name, index);
+        let fs = Arc::new(storage::fs::OsFs);
         Ok(Arc::new(Partition::open(
-            dir, name, index, topic_id, log_config,
+            fs, dir, name, index, topic_id, log_config,
         )?))
     }
 
@@ -278,54 +271,10 @@ impl Broker {
         )
     }
 
-    /// Starts a fetcher for every partition this broker follows (or a new
-    /// one when its leader or epoch changed) and stops the others.
-    fn update_fetchers(self: &Arc<Self>, image: &MetadataImage) {
-        let me = self.id();
-        let mut fetchers = self.fetchers.lock().unwrap_or_else(|e| e.into_inner());
-        let mut wanted = HashMap::new();
-        for (name, index, _, state) in image.replicas_of(me) {
-            let key = (name.clone(), index);
-            let Some(leader) = state.leader.filter(|l| *l != me) else {
-                continue;
-            };
-            let Some(addr) = image.brokers.get(&leader).map(|b| b.endpoint.clone()) else {
-                continue;
-            };
-            let Some(partition) = self.partition(name, index) else {
-                continue;
-            };
-            let fetcher = match fetchers.remove(&key) {
-                Some(f) if f.leader == leader && f.leader_epoch == state.leader_epoch => f,
-                _ => {
-                    let run = crate::fetcher::run(
-                        self.clone(),
-                        partition,
-                        leader,
-                        state.leader_epoch,
-                        addr,
-                    );
-                    Fetcher {
-                        leader,
-                        leader_epoch: state.leader_epoch,
-                        task: tokio::spawn(run).abort_handle(),
-                    }
-                }
-            };
-            wanted.insert(key, fetcher);
-        }
-        *fetchers = wanted; // dropping the others aborts them
-    }
-
     /// Every replica, for maintenance.
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
         partitions.values().cloned().collect()
-    }
-
-    /// Wakes long-poll fetches after a high watermark moved.
-    pub fn notify_data(&self) {
-        self.data_version.send_modify(|v| *v += 1);
     }
 }
 

@@ -35,12 +35,15 @@ pub mod config;
 pub mod epoch_cache;
 pub mod error;
 pub mod fs;
+mod full_truncation;
 pub mod index;
 mod log;
 pub mod producer_state;
 mod producers;
+mod read;
 pub mod record;
 mod recovery;
+mod sealed;
 pub mod segment;
 mod shared;
 
@@ -49,8 +52,9 @@ pub use config::{CleanupPolicy, ConfigError, FlushPolicy, LogConfig};
 pub use error::{
     AppendError, CleanError, Corruption, Failure, OpenError, ReadError, TruncateError,
 };
-pub use log::{AppendInfo, Log, ReadResult};
+pub use log::{AppendInfo, Log};
 pub use producers::{snapshot_file_name, SNAPSHOT_SUFFIX};
+pub use read::ReadResult;
 pub use shared::SharedLog;
 
 /// A position in a partition's log: the offset of one record.

@@ -8,13 +8,14 @@
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
 use crate::epoch_cache::LeaderEpochCache;
-use crate::error::{AppendError, Corruption, Failure, ReadError, TruncateError};
-use crate::fs::{write_atomically, FileHandle, FileSystem};
+use crate::error::{AppendError, Failure, TruncateError};
+use crate::fs::{write_atomically, FileSystem};
 use crate::producer_state::Verdict;
 use crate::segment::Segment;
 use crate::{LeaderEpoch, LogConfig, Offset};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// File name of the leader-epoch cache.
@@ -41,18 +42,6 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
-/// Whole batches read from the log, every one CRC-checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadResult {
-    /// Concatenated RecordBatch v2 bytes, as a Fetch response carries them.
-    pub bytes: Vec<u8>,
-    /// Offset after the last batch returned: where the next read starts.
-    pub next_offset: Offset,
-    /// Segment file the bytes came from, and their byte range in it: what a
-    /// zero-copy send of the file range needs.
-    pub file_range: Option<(PathBuf, std::ops::Range<u64>)>,
-}
-
 /// One partition's log. See the crate documentation.
 #[derive(Debug)]
 pub struct Log {
@@ -65,13 +54,20 @@ pub struct Log {
     pub(crate) high_watermark: Offset,
     /// Every offset below this is durable.
     pub(crate) flushed_offset: Offset,
-    /// Bumped by each truncation, so that a sync started before it does not
-    /// mark re-appended bytes as durable.
-    pub(crate) truncations: u64,
+    /// Bumped by each truncation before it changes a file, so that a sync
+    /// started before it does not mark re-appended bytes as durable, and a
+    /// read outside the lock (`SharedLog::read`) knows to plan again. Shared
+    /// with the `SharedLog`, which checks it without the lock.
+    pub(crate) truncations: Arc<AtomicU64>,
     /// Set after an I/O error: the log refuses work until reopened.
     pub(crate) offline: Option<String>,
     /// The idempotent producers' state as of the log end (`producers.rs`).
     pub(crate) producers: crate::producer_state::ProducerState,
+    /// Rolled segments still owed their syncs, oldest first (`sealed.rs`).
+    pub(crate) sealed: Vec<crate::sealed::Sealed>,
+    /// Held by every writer of snapshots and the recovery point that may
+    /// race a sync outside the lock (`sealed.rs`), and by truncations.
+    pub(crate) checkpoints: Arc<std::sync::Mutex<()>>,
 }
 
 impl Log {
@@ -126,6 +122,16 @@ impl Log {
         self.epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// How many truncations this log has seen.
+    pub(crate) fn truncation_count(&self) -> u64 {
+        self.truncations.load(Ordering::SeqCst)
+    }
+
+    /// Counts a truncation; call it before the truncation changes any file.
+    pub(crate) fn note_truncation(&mut self) {
+        self.truncations.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn first_segment(&self) -> &Segment {
         self.segments
             .values()
@@ -133,7 +139,7 @@ impl Log {
             .expect("a log always has a segment")
     }
 
-    fn active(&self) -> &Segment {
+    pub(crate) fn active(&self) -> &Segment {
         self.segments
             .values()
             .next_back()
@@ -334,176 +340,16 @@ impl Log {
         Ok(())
     }
 
-    /// Closes the active segment (synced) and starts a new one at the log end.
-    /// A no-op when the active segment is empty.
-    pub fn roll(&mut self) -> Result<(), Failure> {
-        self.check_online()?;
-        if self.active().is_empty() {
-            return Ok(());
-        }
-        let base = self.log_end_offset();
-        let synced = self.active().sync();
-        self.io(synced)?;
-        self.flushed_offset = base;
-        // The producer state as of the new segment's base, so recovery
-        // replays at most the active segment.
-        self.write_producer_snapshot()?;
-        let created = Segment::create(
-            self.fs.as_ref(),
-            &self.dir,
-            base,
-            self.config.index_interval_bytes,
-        )
-        .and_then(|s| self.fs.sync_dir(&self.dir).map(|()| s));
-        let segment = self.io(created)?;
-        self.segments.insert(base, segment);
-        self.write_offset_checkpoint(RECOVERY_POINT_CHECKPOINT, base)
-    }
-
-    /// Syncs the active segment: every offset below the returned one is
-    /// durable.
+    /// Syncs the active segment, and the rolled ones still owed a sync:
+    /// every offset below the returned one is durable.
     pub fn flush(&mut self) -> Result<Offset, Failure> {
         self.check_online()?;
+        self.settle_sealed()?;
         let end = self.log_end_offset();
         let synced = self.active().sync();
         self.io(synced)?;
         self.flushed_offset = end;
         Ok(end)
-    }
-
-    /// What a group commit syncs outside the log's lock: the active file, the
-    /// log end it will cover, and the truncation count to check afterwards.
-    pub(crate) fn sync_target(&self) -> (Arc<dyn FileHandle>, Offset, u64) {
-        (
-            self.active().log_handle(),
-            self.log_end_offset(),
-            self.truncations,
-        )
-    }
-
-    /// Records a group-commit sync of `end`, unless a truncation happened
-    /// since it was started.
-    pub(crate) fn mark_flushed(
-        &mut self,
-        end: Offset,
-        truncations: u64,
-        result: std::io::Result<()>,
-    ) -> Result<(), Failure> {
-        self.io(result)?;
-        if truncations == self.truncations && end > self.flushed_offset {
-            self.flushed_offset = end.min(self.log_end_offset());
-        }
-        Ok(())
-    }
-
-    /// Reads whole batches starting with the one holding `from_offset`, up to
-    /// `max_bytes`, never including a batch that ends at or above
-    /// `max_offset` (the high watermark, for consumers). The first batch is
-    /// returned whole even if larger than `max_bytes`, so a reader always
-    /// makes progress (KIP-74). Reads stay within one segment. Every batch's
-    /// CRC-32C is checked first; a corrupt one is never returned.
-    pub fn read(
-        &self,
-        from_offset: Offset,
-        max_bytes: usize,
-        max_offset: Offset,
-    ) -> Result<ReadResult, ReadError> {
-        self.check_online()?;
-        let (start, end) = (self.log_start_offset(), self.log_end_offset());
-        if from_offset < start || from_offset > end {
-            return Err(ReadError::OffsetOutOfRange {
-                offset: from_offset,
-                log_start_offset: start,
-                log_end_offset: end,
-            });
-        }
-        let empty = ReadResult {
-            bytes: Vec::new(),
-            next_offset: from_offset,
-            file_range: None,
-        };
-        // The segment holding `from_offset`: the last one starting at or below it.
-        let Some(segment) = self
-            .segments
-            .range(..=from_offset)
-            .next_back()
-            .map(|(_, s)| s)
-        else {
-            return Ok(empty);
-        };
-        let segment = if from_offset >= segment.next_offset {
-            match self.segments.range(from_offset + 1..).next() {
-                Some((_, next)) => next,
-                None => return Ok(empty),
-            }
-        } else {
-            segment
-        };
-        let size_max = self.config.batch_size_max();
-        let corrupt = |stop: crate::segment::ScanStop| Corruption {
-            path: segment.log_path.clone(),
-            position: stop.position,
-            base_offset: stop.base_offset,
-            reason: stop.reason,
-        };
-        let (position, first) = match segment.find(from_offset, size_max)? {
-            Ok(Some(found)) => found,
-            Ok(None) => return Ok(empty),
-            Err(stop) => return Err(corrupt(stop).into()),
-        };
-        if first.next_offset() > max_offset {
-            return Ok(empty);
-        }
-        let want = (max_bytes.max(first.size) as u64).min(segment.size - position) as usize;
-        let buf = segment.read_at(position, want)?;
-        let (len, next_offset) =
-            check_batches(&buf, size_max, max_offset).map_err(|(at, base_offset, reason)| {
-                corrupt(crate::segment::ScanStop {
-                    position: position + at as u64,
-                    base_offset,
-                    reason,
-                })
-            })?;
-        let mut bytes = buf;
-        bytes.truncate(len);
-        Ok(ReadResult {
-            bytes,
-            next_offset,
-            file_range: Some((segment.log_path.clone(), position..position + len as u64)),
-        })
-    }
-
-    /// The first batch, below `max_offset`, holding a record whose timestamp
-    /// may be at least `timestamp` (its `maxTimestamp` is): ListOffsets by
-    /// time reads the records of this one batch for the exact offset.
-    pub fn find_by_timestamp(
-        &self,
-        timestamp: i64,
-        max_offset: Offset,
-    ) -> Result<Option<ReadResult>, ReadError> {
-        self.check_online()?;
-        let size_max = self.config.batch_size_max();
-        for segment in self.segments.values() {
-            if segment.max_timestamp.is_none_or(|max| max < timestamp) {
-                continue;
-            }
-            match segment.find_timestamp(timestamp, size_max)? {
-                Ok(Some((_, header))) if header.next_offset() <= max_offset => {
-                    return self.read(header.base_offset, 1, max_offset).map(Some);
-                }
-                Ok(_) => return Ok(None),
-                Err(stop) => {
-                    return Err(Corruption {
-                        path: segment.log_path.clone(),
-                        position: stop.position,
-                        base_offset: stop.base_offset,
-                        reason: stop.reason,
-                    }
-                    .into())
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// Removes every record at or above `offset`: the log end becomes the base
@@ -530,7 +376,11 @@ impl Log {
                 log_start_offset: self.log_start_offset(),
             });
         }
-        self.truncations += 1;
+        // The recovery point written below claims every kept segment.
+        self.settle_sealed()?;
+        let checkpoints = self.checkpoints.clone();
+        let _writing = checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+        self.note_truncation();
         // Later segments go first, so a crash part-way leaves a prefix.
         let doomed: Vec<Offset> = self.segments.range(offset + 1..).map(|(&b, _)| b).collect();
         for base in doomed.into_iter().rev() {
@@ -590,6 +440,11 @@ impl Log {
             }
             size -= segment.size;
             doomed.push(segment.base_offset);
+        }
+        if !doomed.is_empty() {
+            // The doomed segments' producers live on only in the snapshots
+            // their rolls still owe.
+            self.settle_sealed()?;
         }
         for base in &doomed {
             let segment = self.segments.remove(base).expect("listed above");
@@ -696,37 +551,4 @@ fn batch_error_position(bytes: &[u8], size_max: usize, split: Split) -> usize {
         position = end;
     }
     position
-}
-
-/// Checks the batches at the start of `buf` and returns the length of the
-/// whole, valid ones that end below `max_offset`, and the offset after them.
-/// The first batch is known to fit. A corrupt first batch is an error; a
-/// corrupt later one just ends the result (the next read reports it).
-fn check_batches(
-    buf: &[u8],
-    size_max: usize,
-    max_offset: Offset,
-) -> Result<(usize, Offset), (usize, Option<Offset>, String)> {
-    let mut position = 0;
-    let mut next_offset = None;
-    while position < buf.len() {
-        let header: BatchHeader = match batch::parse_header(&buf[position..], size_max) {
-            Ok(h) => h,
-            Err(e) if position == 0 => return Err((0, None, e.to_string())),
-            Err(_) => break,
-        };
-        let end = position + header.size;
-        if end > buf.len() || header.next_offset() > max_offset {
-            break;
-        }
-        if let Err(e) = batch::check_crc(&header, &buf[position..end]) {
-            if position == 0 {
-                return Err((0, Some(header.base_offset), e.to_string()));
-            }
-            break;
-        }
-        next_offset = Some(header.next_offset());
-        position = end;
-    }
-    Ok((position, next_offset.unwrap_or_default()))
 }

@@ -1,5 +1,6 @@
 //! Opening a log: the recovery scan.
 //!
+//! 0. An unfinished full truncation (its intent record is there) is redone.
 //! 1. Leftover `*.tmp` files (interrupted checkpoint writes), `*.cleaned`
 //!    files (an interrupted compaction rewrite, rolled back) and index files
 //!    without a segment are removed.
@@ -21,6 +22,7 @@ use crate::compaction::CLEANED_SUFFIX;
 use crate::epoch_cache::LeaderEpochCache;
 use crate::error::OpenError;
 use crate::fs::{read_all, FileSystem};
+use crate::full_truncation::{remove_intent, restart_files, TRUNCATE_FULLY_CHECKPOINT};
 use crate::log::{EPOCH_CHECKPOINT, HW_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
 use crate::segment::{self, Segment};
 use crate::{LeaderEpoch, Log, LogConfig, Offset};
@@ -98,6 +100,7 @@ fn recover(fs: Arc<dyn FileSystem>, dir: PathBuf, config: LogConfig) -> io::Resu
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs.sync_dir(parent)?; // the partition directory's own entry
     }
+    finish_full_truncation(fs.as_ref(), &dir, &config)?;
     let bases = tidy_dir(fs.as_ref(), &dir)?;
     let saved_epochs = read_checkpoint(fs.as_ref(), &dir.join(EPOCH_CHECKPOINT), |b| {
         LeaderEpochCache::from_checkpoint(b)
@@ -185,6 +188,22 @@ fn recover(fs: Arc<dyn FileSystem>, dir: PathBuf, config: LogConfig) -> io::Resu
     finish(fs, dir, config, segments, epochs, saved_epochs, &checked)
 }
 
+/// Redoes a full truncation a crash interrupted (its intent record is
+/// still there), so the log opens as its new empty self
+/// (`full_truncation.rs`).
+fn finish_full_truncation(fs: &dyn FileSystem, dir: &Path, config: &LogConfig) -> io::Result<()> {
+    let path = dir.join(TRUNCATE_FULLY_CHECKPOINT);
+    if !fs.exists(&path) {
+        return Ok(());
+    }
+    if let Some(offset) = read_checkpoint(fs, &path, checkpoint::parse_offset)? {
+        tracing::warn!(dir = %dir.display(), offset,
+            "finishing a full truncation that a crash interrupted");
+        restart_files(fs, dir, offset, config)?;
+    }
+    remove_intent(fs, dir)
+}
+
 fn drop_segments(fs: &dyn FileSystem, dir: &Path, bases: &[Offset]) -> io::Result<()> {
     for &base in bases {
         fs.remove_file(&dir.join(segment::log_file_name(base)))?;
@@ -236,9 +255,11 @@ fn finish(
         epochs,
         high_watermark: saved_hw.unwrap_or(start).clamp(start, end),
         flushed_offset: end,
-        truncations: 0,
+        truncations: Default::default(),
         offline: None,
         producers: Default::default(),
+        sealed: Vec::new(),
+        checkpoints: Default::default(),
     };
     log.rebuild_producer_state()?;
     if saved_epochs.as_ref() != Some(&log.epochs) {

@@ -122,6 +122,28 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Position and header of the batch holding `offset` (its last offset is
+/// `>= offset`) in `file[start..end]`, walking headers from `start` (a batch
+/// boundary at or before it); `None` when the walk reaches `end` first.
+#[allow(clippy::type_complexity)]
+pub(crate) fn find_from(
+    file: &dyn FileHandle,
+    start: u64,
+    end: u64,
+    offset: Offset,
+    size_max: usize,
+) -> io::Result<Result<Option<(u64, BatchHeader)>, ScanStop>> {
+    let mut cursor = Cursor::new(file, start, end, 4 * 1024);
+    loop {
+        match cursor.next_batch(size_max, false)? {
+            Ok(Some((p, h, _))) if h.last_offset() >= offset => return Ok(Ok(Some((p, h)))),
+            Ok(Some(_)) => continue,
+            Ok(None) => return Ok(Ok(None)),
+            Err(stop) => return Ok(Err(stop)),
+        }
+    }
+}
+
 /// What a segment walk found: batches are handed to a visitor, which may
 /// reject one (wrong offset, epoch going back) by returning a reason.
 pub struct Loaded {
@@ -330,6 +352,11 @@ impl Segment {
         self.log.clone()
     }
 
+    /// A handle to the index file, for syncing outside the log's lock.
+    pub fn index_handle(&self) -> Arc<dyn FileHandle> {
+        self.index_file.clone()
+    }
+
     /// Whether nothing was ever appended.
     pub fn is_empty(&self) -> bool {
         self.size == 0
@@ -345,17 +372,15 @@ impl Segment {
         if offset >= self.next_offset {
             return Ok(Ok(None));
         }
+        let start = self.scan_start(offset);
+        find_from(self.log.as_ref(), start, self.size, offset, size_max)
+    }
+
+    /// Where a walk to the batch holding `offset` starts: the position of
+    /// the index's largest entry at or below it. In memory only.
+    pub(crate) fn scan_start(&self, offset: Offset) -> u64 {
         let relative = (offset.max(self.base_offset) - self.base_offset) as u32;
-        let start = u64::from(index::lookup(&self.index, relative));
-        let mut cursor = Cursor::new(self.log.as_ref(), start, self.size, 4 * 1024);
-        loop {
-            match cursor.next_batch(size_max, false)? {
-                Ok(Some((p, h, _))) if h.last_offset() >= offset => return Ok(Ok(Some((p, h)))),
-                Ok(Some(_)) => continue,
-                Ok(None) => return Ok(Ok(None)),
-                Err(stop) => return Ok(Err(stop)),
-            }
-        }
+        u64::from(index::lookup(&self.index, relative))
     }
 
     /// Position and header of the first batch whose `maxTimestamp` is at

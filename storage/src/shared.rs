@@ -5,11 +5,21 @@
 //! to find no sync running becomes the syncer, captures the log end, calls
 //! fdatasync *outside* the lock, and wakes everyone; all appends written
 //! before it captured the end share that one fdatasync. Nothing is
-//! acknowledged before its bytes are synced.
+//! acknowledged before its bytes are synced. The syncer also pays the
+//! syncs segment rolls owe (`sealed.rs`), so no roll syncs under the lock.
+//!
+//! Reads take the lock only to plan (in memory) and read the file after
+//! releasing it (`read.rs` says why that is safe).
 
-use crate::error::{AppendError, CleanError, Failure};
-use crate::{AppendInfo, CleanStats, FlushPolicy, LeaderEpoch, Log, Offset};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use crate::error::{AppendError, CleanError, Failure, ReadError, TruncateError};
+use crate::read::Planned;
+use crate::{AppendInfo, CleanStats, FlushPolicy, LeaderEpoch, Log, Offset, ReadResult};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Reads planned again when a truncation raced them, before one is done
+/// under the lock.
+const READ_ATTEMPTS: usize = 3;
 
 /// A [`Log`] behind a mutex, with group commit.
 #[derive(Debug)]
@@ -18,6 +28,8 @@ pub struct SharedLog {
     /// Whether a group-commit sync is in flight.
     syncing: Mutex<Syncing>,
     synced: Condvar,
+    /// The log's truncation count, read without the lock after a read.
+    truncations: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +43,7 @@ impl SharedLog {
     /// Wraps an open log.
     pub fn new(log: Log) -> Self {
         SharedLog {
+            truncations: log.truncations.clone(),
             log: Mutex::new(log),
             syncing: Mutex::new(Syncing::default()),
             synced: Condvar::new(),
@@ -100,6 +113,39 @@ impl SharedLog {
         }
     }
 
+    /// Reads as [`Log::read`], with the same contract, holding the log's
+    /// lock only to plan: the pread and the CRC checks run after it is
+    /// released, so reads and appends do not wait for each other's I/O. A
+    /// read that a truncation raced (the count moved while it read) is
+    /// planned again; after [`READ_ATTEMPTS`] such races it reads under the
+    /// lock.
+    pub fn read(
+        &self,
+        from_offset: Offset,
+        max_bytes: usize,
+        max_offset: Offset,
+    ) -> Result<ReadResult, ReadError> {
+        for _ in 0..READ_ATTEMPTS {
+            let plan = match self.lock().plan_read(from_offset, max_bytes, max_offset)? {
+                Planned::Done(result) => return Ok(result),
+                Planned::Read(plan) => plan,
+            };
+            let result = plan.execute();
+            // A truncation bumps the count before it touches a file: an
+            // unchanged count means the bytes read were the log's all along.
+            if self.truncations.load(Ordering::SeqCst) == plan.truncations {
+                return result;
+            }
+        }
+        self.lock().read(from_offset, max_bytes, max_offset)
+    }
+
+    /// Restarts the log empty at `offset`, as
+    /// [`Log::truncate_fully_and_start_at`].
+    pub fn truncate_fully_and_start_at(&self, offset: Offset) -> Result<(), TruncateError> {
+        self.lock().truncate_fully_and_start_at(offset)
+    }
+
     /// One compaction pass, [`Log::clean`], under the log's lock: appends
     /// wait until it is done. Group-commit syncs in flight are unaffected
     /// (the cleaner never touches the active segment).
@@ -144,9 +190,9 @@ impl SharedLog {
             }
             syncing.in_flight = true;
             drop(syncing);
-            let (file, target, truncations) = self.lock().sync_target();
-            let result = file.sync_data();
-            let marked = self.lock().mark_flushed(target, truncations, result);
+            let plan = self.lock().sync_plan();
+            let result = plan.execute();
+            let marked = self.lock().mark_flushed(&plan, result);
             let mut syncing = self.syncing();
             syncing.in_flight = false;
             if marked.is_ok() {

@@ -351,3 +351,99 @@ fn replicated_appends_keep_the_leaders_offsets_and_epochs() {
     follower.append_replicated(&next, 0).unwrap();
     assert_eq!(follower.log_end_offset(), 4);
 }
+
+/// A follower fallen behind its leader's log start restarts its log there
+/// (Kafka's `truncateFullyAndStartAt`): from any offset, below, inside or
+/// above the old log, it ends empty at that offset, takes the leader's
+/// batches from it, refuses reads below it, and reopens the same.
+#[test]
+fn full_truncation_restarts_the_log_at_any_offset() {
+    use storage::fs::faulty::CrashMode;
+    use storage::fs::FileSystem;
+    let dir = PathBuf::from("/d/t-0");
+    // Three segments of three one-record batches (0..9), epochs 1 and 3, an
+    // idempotent producer, snapshots from the rolls.
+    let build = || {
+        let (fs, mut log) = open_with(LogConfig {
+            segment_bytes: small().len() as u32 * 3,
+            ..LogConfig::default()
+        });
+        for i in 0..9 {
+            let epoch = if i < 5 { 1 } else { 3 };
+            let idempotent = batch::with_producer(&small(), 4, 0, i);
+            log.append(&idempotent, epoch, 0).unwrap();
+        }
+        log.set_high_watermark(7);
+        log.flush().unwrap();
+        (fs, log)
+    };
+    // (name, offset)
+    let cases = [
+        ("at zero", 0),
+        ("inside a segment", 4),
+        ("at a segment's base", 6),
+        ("at the log end", 9),
+        ("above the log end", 25),
+    ];
+    for (name, offset) in cases {
+        let (fs, mut log) = build();
+        assert!(log.segment_count() > 2 && !log.producer_state().is_empty());
+        log.truncate_fully_and_start_at(offset).unwrap();
+        let offsets = |log: &Log| {
+            let (start, end) = (log.log_start_offset(), log.log_end_offset());
+            (start, end, log.high_watermark(), log.flushed_offset())
+        };
+        assert_eq!(offsets(&log), (offset, offset, offset, offset), "{name}");
+        assert!(log.epoch_cache().entries().is_empty(), "{name}");
+        assert!(log.producer_state().is_empty(), "{name}");
+        let mut files = fs.list_dir(&dir).unwrap();
+        files.retain(|n| n.ends_with(".log") || n.ends_with(".snapshot"));
+        assert_eq!(files, [format!("{offset:020}.log")], "{name}");
+        assert!(log
+            .read(offset, 1 << 20, i64::MAX)
+            .unwrap()
+            .bytes
+            .is_empty());
+        if offset > 0 {
+            assert!(
+                matches!(
+                    log.read(offset - 1, 1 << 20, i64::MAX),
+                    Err(ReadError::OffsetOutOfRange { .. })
+                ),
+                "{name}: below the new start"
+            );
+            assert!(matches!(
+                log.truncate_to(offset - 1),
+                Err(TruncateError::BelowLogStart { .. })
+            ));
+        }
+        // The crash is survived before any further write...
+        drop(log);
+        fs.crash(CrashMode::TearUnsynced);
+        let mut log = Log::open(Arc::new(fs.clone()), dir.clone(), LogConfig::default()).unwrap();
+        assert_eq!(offsets(&log), (offset, offset, offset, offset), "{name}");
+        assert!(log.epoch_cache().entries().is_empty(), "{name}");
+        // ...and the leader's batches follow at the offset, in an epoch
+        // older than the old log's latest (the cache was emptied).
+        let mut copied = small();
+        batch::stamp(&mut copied, offset, 2);
+        log.append_replicated(&copied, 0).unwrap();
+        log.flush().unwrap();
+        assert_eq!(log.read(offset, 1 << 20, i64::MAX).unwrap().bytes, copied);
+        drop(log);
+        fs.crash(CrashMode::LoseUnsynced);
+        let log = Log::open(Arc::new(fs), dir.clone(), LogConfig::default()).unwrap();
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (offset, offset + 1),
+            "{name}: reopened"
+        );
+        assert_eq!(log.end_offset_for_epoch(2), Some((2, offset + 1)), "{name}");
+    }
+    let (_, mut log) = build();
+    assert!(matches!(
+        log.truncate_fully_and_start_at(-1),
+        Err(TruncateError::BelowLogStart { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 9, "a refused restart changes nothing");
+}

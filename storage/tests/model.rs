@@ -1,5 +1,6 @@
 //! The log against a plain `Vec` model, through random appends, rolls,
-//! truncations, retention, injected I/O failures, crashes and reopens.
+//! group commits, truncations, retention, injected I/O failures, crashes
+//! and reopens.
 //!
 //! After every reopen the log must equal a prefix of the model that contains
 //! every append the log reported as synced (`flushed_offset`), offsets must be
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use storage::batch;
 use storage::fs::faulty::{CrashMode, FaultyFs};
-use storage::{LeaderEpoch, Log, LogConfig, Offset};
+use storage::{LeaderEpoch, Log, LogConfig, Offset, SharedLog};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -22,6 +23,9 @@ enum Op {
         new_epoch: bool,
     },
     Flush,
+    /// A group commit through `SharedLog::wait_durable`: syncs outside the
+    /// lock, paying what rolls owe.
+    GroupCommit,
     Roll,
     TruncateTo {
         at: u16,
@@ -46,6 +50,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (1..3u8, 1..5u8, 0..300u16, prop::bool::weighted(0.15)).prop_map(
             |(batches, records, value_len, new_epoch)| Op::Append { batches, records, value_len, new_epoch }),
         2 => Just(Op::Flush),
+        2 => Just(Op::GroupCommit),
         1 => Just(Op::Roll),
         1 => any::<u16>().prop_map(|at| Op::TruncateTo { at }),
         1 => (0..20_000u32).prop_map(|advance_ms| Op::Retention { advance_ms }),
@@ -257,7 +262,9 @@ fn apply(log: &mut Log, model: &mut Model, fs: &FaultyFs, op: &Op) -> Result<(),
             log.checkpoint_high_watermark().map_err(|x| e(&x))?;
         }
         Op::FailAfter { ops } => fs.fail_after(u64::from(ops)),
-        Op::Crash { .. } | Op::CleanReopen => unreachable!("handled by the driver"),
+        Op::Crash { .. } | Op::CleanReopen | Op::GroupCommit => {
+            unreachable!("handled by the driver")
+        }
     }
     model.synced_end = model.synced_end.max(log.flushed_offset());
     Ok(())
@@ -292,6 +299,14 @@ fn run(ops: &[Op], seed: u64) {
                     );
                 }
                 None
+            }
+            Op::GroupCommit => {
+                let shared = SharedLog::new(log);
+                let end = shared.lock().log_end_offset();
+                let result = shared.wait_durable(end, model.now_ms);
+                log = shared.into_inner();
+                model.synced_end = model.synced_end.max(log.flushed_offset());
+                result.err().map(|_| false)
             }
             op => apply(&mut log, &mut model, &fs, op).err().map(|_| false),
         };

@@ -174,6 +174,7 @@ fn recovery_rebuilds_the_state_from_a_snapshot_and_from_the_log_alone() {
     append_run(&mut log, 12);
     assert!(log.segment_count() > 2, "the test needs rolls (snapshots)");
     let state = log.producer_state().clone();
+    log.flush().unwrap(); // pays the syncs the rolls owe: their snapshots
     drop(log); // a crash: no clean-close snapshot
     let snapshots = |p: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(p)

@@ -8,12 +8,13 @@
 //! Without `--bootstrap` it starts `baton` (the binary next to this one)
 //! on a free port with a temporary data directory under `--dir`.
 
+use baton_benches::limits::disk_limit;
 use clap::{Parser, ValueEnum};
 use client::{Admin, Consumer, ConsumerConfig, Producer, ProducerConfig, Record};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -423,21 +424,6 @@ async fn loopback_limit() -> f64 {
     }
     sink.await.expect("sink");
     mb_s(total as f64, start.elapsed().as_secs_f64())
-}
-
-/// Disk limit: sequential 1 MiB writes, each followed by fdatasync, 256 MiB.
-fn disk_limit(dir: &Path) -> f64 {
-    let path = dir.join("disk-limit");
-    let mut f = std::fs::File::create(&path).expect("create");
-    let chunk = vec![9u8; 1 << 20];
-    let start = Instant::now();
-    for _ in 0..256 {
-        f.write_all(&chunk).expect("write");
-        f.sync_data().expect("fdatasync");
-    }
-    let result = mb_s((256u64 << 20) as f64, start.elapsed().as_secs_f64());
-    let _ = std::fs::remove_file(path);
-    result
 }
 
 /// The peak produce with idempotence on and off, alternating, `rounds`

@@ -254,7 +254,6 @@ impl Pending {
             tracing::error!(error = %e, "offsets commit failed");
             ResponseError::NotCoordinator
         })?;
-        broker.notify_data();
         let wait = crate::handlers::produce::Replicated {
             topic: OFFSETS_TOPIC,
             index: self.index,
@@ -299,8 +298,7 @@ pub async fn load(broker: Arc<Broker>, shard: Arc<Shard>) {
         );
         return;
     };
-    let log = partition.log.clone();
-    let read = tokio::task::spawn_blocking(move || read_all(&log)).await;
+    let read = tokio::task::spawn_blocking(move || read_all(&partition)).await;
     let loaded = match read {
         Ok(Ok(loaded)) => loaded,
         Ok(Err(e)) => {
@@ -330,14 +328,11 @@ pub async fn load(broker: Arc<Broker>, shard: Arc<Shard>) {
     shard.loaded.store(true, Ordering::Release);
 }
 
-fn read_all(log: &storage::SharedLog) -> Result<Vec<records::Loaded>, storage::ReadError> {
+fn read_all(partition: &Partition) -> Result<Vec<records::Loaded>, storage::ReadError> {
     let mut out = Vec::new();
-    let (mut next, end) = {
-        let l = log.lock();
-        (l.log_start_offset(), l.log_end_offset())
-    };
+    let (mut next, _, end) = partition.offsets();
     while next < end {
-        let read = log.lock().read(next, 1 << 20, end)?;
+        let read = partition.read(next, 1 << 20, end)?;
         if read.next_offset <= next {
             break;
         }

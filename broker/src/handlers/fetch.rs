@@ -1,9 +1,12 @@
 //! Fetch: whole batches up to the high watermark, within `max_bytes` and
 //! each partition's limit; long polls until `min_bytes` or `max_wait_ms`
-//! by waiting on the broker's data-version signal, never by spinning.
+//! in the purgatory of the partitions it asks for (a follower's fetch
+//! waits for their log ends to move, a consumer's for their high
+//! watermarks), never by spinning.
 
 use super::topic_name;
 use crate::partition::Partition;
+use crate::purgatory::Waiter;
 use crate::state::Broker;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest};
 use kafka_protocol::messages::fetch_response::{
@@ -23,20 +26,34 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
     }
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
-    // Subscribe before the first read, so no change in between is missed.
-    let mut changes = broker.data_version.subscribe();
     let request = Arc::new(request);
+    let waiter = Waiter::new();
     loop {
+        // Registered before the read, so no change in between is missed.
+        watch(broker, &request, &waiter);
         let (response, bytes, errors) = read_once(broker, &request, version).await;
         let satisfied = bytes >= request.min_bytes.max(0) as usize || errors;
         if satisfied || tokio::time::Instant::now() >= deadline {
             return response;
         }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
+        if !waiter.wait_until(deadline).await {
             return read_once(broker, &request, version).await.0;
+        }
+    }
+}
+
+/// Registers `waiter` with every requested partition this broker holds: a
+/// follower's fetch for appends, a consumer's for high-watermark moves.
+fn watch(broker: &Broker, request: &FetchRequest, waiter: &Waiter) {
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            let Some(partition) = broker.partition(topic.topic.0.as_str(), p.partition) else {
+                continue;
+            };
+            match request.replica_id.0 >= 0 {
+                true => partition.watch_appends(waiter),
+                false => partition.watch_high_watermark(waiter),
+            }
         }
     }
 }
@@ -151,12 +168,11 @@ impl PartitionRead<'_> {
                 .image()
                 .partition(topic, p.partition)
                 .is_some_and(|s| s.replicas.contains(&replica));
-        if follower && partition.on_follower_fetch(broker.now_ms(), replica, p.fetch_offset) {
-            broker.notify_data();
+        if follower {
+            partition.on_follower_fetch(broker.now_ms(), replica, p.fetch_offset);
         }
-        let log = partition.log.lock();
-        let (start, hw) = (log.log_start_offset(), log.high_watermark());
-        let limit = if follower { log.log_end_offset() } else { hw };
+        let (start, hw, end) = partition.offsets();
+        let limit = if follower { end } else { hw };
         let start = if version >= 5 { start } else { -1 };
         let data = data
             .with_high_watermark(hw)
@@ -170,9 +186,11 @@ impl PartitionRead<'_> {
             return data.with_records(Some(bytes::Bytes::new()));
         }
         let read = if follower {
-            log.read(p.fetch_offset, max.max(1), limit).map(|r| r.bytes)
+            partition
+                .read(p.fetch_offset, max.max(1), limit)
+                .map(|r| r.bytes)
         } else {
-            read_records(&log, p.fetch_offset, max.max(1), limit)
+            partition.read_records(p.fetch_offset, max.max(1), limit)
         };
         match read {
             Ok(bytes) => data.with_records(Some(bytes.into())),
@@ -189,41 +207,4 @@ impl PartitionRead<'_> {
             }
         }
     }
-}
-
-/// A consumer's read: like `Log::read`, but without the batches the log
-/// cleaner emptied (a compacted log keeps them so its offsets stay
-/// contiguous for followers). Many clients stall on a response holding only
-/// record-less batches; a gap before the next batch is what they expect of
-/// a compacted topic. Reads on past emptied batches, up to `max_bytes`.
-fn read_records(
-    log: &storage::Log,
-    from: i64,
-    max_bytes: usize,
-    limit: i64,
-) -> Result<Vec<u8>, ReadError> {
-    let mut out = Vec::new();
-    let mut next = from;
-    loop {
-        // The first read also reports an offset out of range.
-        let read = log.read(next, max_bytes - out.len(), limit)?;
-        if read.next_offset <= next {
-            break;
-        }
-        next = read.next_offset;
-        let mut pos = 0;
-        while let Ok(h) = storage::batch::parse_header(&read.bytes[pos..], usize::MAX >> 1) {
-            if h.records_count > 0 {
-                out.extend_from_slice(&read.bytes[pos..pos + h.size]);
-            }
-            pos += h.size;
-            if pos >= read.bytes.len() {
-                break;
-            }
-        }
-        if !out.is_empty() || next >= limit || out.len() >= max_bytes {
-            break;
-        }
-    }
-    Ok(out)
 }

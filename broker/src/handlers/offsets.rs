@@ -103,7 +103,7 @@ fn by_timestamp(
     timestamp: i64,
     hw: i64,
 ) -> Result<Option<(i64, i64)>, ResponseError> {
-    let found = partition.log.lock().find_by_timestamp(timestamp, hw).map_err(|e| {
+    let found = partition.find_by_timestamp(timestamp, hw).map_err(|e| {
         tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "timestamp lookup failed");
         ResponseError::KafkaStorageError
     })?;
@@ -136,11 +136,7 @@ pub fn offset_for_leader_epoch(
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
                     let answer = broker.serve(&name, p.partition, p.current_leader_epoch, |led| {
-                        Ok(led
-                            .partition
-                            .log
-                            .lock()
-                            .end_offset_for_epoch(p.leader_epoch))
+                        Ok(led.partition.end_offset_for_epoch(p.leader_epoch))
                     });
                     match answer {
                         Ok(Some((epoch, end))) => {

@@ -5,6 +5,7 @@
 
 use super::{check_epoch, now_ms, topic_name};
 use crate::partition::Partition;
+use crate::purgatory::Waiter;
 use crate::state::Broker;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
@@ -46,8 +47,6 @@ pub async fn prepare(
             appended.push((name.clone(), partition.index, result));
         }
     }
-    // Followers long-polling for new records fetch them now.
-    broker.notify_data();
     let broker = broker.clone();
     async move {
         let now = now_ms();
@@ -61,7 +60,6 @@ pub async fn prepare(
                         tracing::error!(topic = %name, partition = index, error = %e, "commit failed");
                         ResponseError::KafkaStorageError
                     });
-                    broker.notify_data();
                     let replicated = match (local, acks) {
                         (Ok(()), -1) => {
                             let wait = Replicated {
@@ -152,8 +150,10 @@ impl Replicated<'_> {
         last_offset: i64,
         deadline: tokio::time::Instant,
     ) -> Result<(), ResponseError> {
-        let mut changes = broker.data_version.subscribe();
+        let waiter = Waiter::new();
         loop {
+            // Registered before the check, so no move in between is missed.
+            partition.watch_high_watermark(&waiter);
             let passed = broker.serve(self.topic, self.index, -1, |led| {
                 if led.leader_epoch != self.epoch {
                     return Err(ResponseError::NotLeaderOrFollower);
@@ -172,16 +172,13 @@ impl Replicated<'_> {
                 Err(e @ ResponseError::NotEnoughReplicasAfterAppend) => return Err(e),
                 Err(_) => return Err(ResponseError::NotLeaderOrFollower),
             }
-            // Woken by every high-watermark move; the lease is rechecked at
-            // least every 100 ms.
+            // Woken by this partition's high-watermark moves and leadership
+            // changes; the lease is rechecked at least every 100 ms.
             let tick = tokio::time::Instant::now() + Duration::from_millis(100);
-            match tokio::time::timeout_at(deadline.min(tick), changes.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(ResponseError::NotLeaderOrFollower),
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    return Err(ResponseError::RequestTimedOut)
-                }
-                Err(_) => {}
+            if !waiter.wait_until(deadline.min(tick)).await
+                && tokio::time::Instant::now() >= deadline
+            {
+                return Err(ResponseError::RequestTimedOut);
             }
         }
     }

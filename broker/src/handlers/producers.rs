@@ -77,7 +77,7 @@ pub fn describe_producers(
 fn describe_partition(broker: &Broker, topic: &str, index: i32) -> PartitionResponse {
     // `serve` answers UNKNOWN_TOPIC_OR_PARTITION and NOT_LEADER_OR_FOLLOWER.
     let described = broker.serve(topic, index, -1, |led| {
-        Ok(producers_of(&led.partition.log.lock()))
+        Ok(led.partition.with_producers(producers_of))
     });
     let response = PartitionResponse::default().with_partition_index(index);
     match described {
@@ -88,8 +88,8 @@ fn describe_partition(broker: &Broker, topic: &str, index: i32) -> PartitionResp
     }
 }
 
-fn producers_of(log: &storage::Log) -> Vec<ProducerState> {
-    log.producer_state()
+fn producers_of(state: &storage::producer_state::ProducerState) -> Vec<ProducerState> {
+    state
         .iter()
         .map(|(id, entry)| {
             let last = entry.last();

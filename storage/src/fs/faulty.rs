@@ -8,12 +8,14 @@
 //! torn at a random byte. [`FaultyFs::fail_after`] makes the Nth mutating
 //! operation from now (write, set_len, sync, rename, remove) fail, and every
 //! one after it until the next crash, as a dying disk does.
+//! [`FaultyFs::hold_next_read`] parks a read until released, to show what
+//! may run while a read is in flight.
 
 use super::{FileHandle, FileSystem};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// What a crash does to bytes that were written but not synced.
@@ -45,6 +47,10 @@ struct State {
     rng: u64,
     syncs: u64,
     sync_delay: Duration,
+    /// The next `read_exact_at` parks until released.
+    hold_next_read: bool,
+    /// A read is parked.
+    read_held: bool,
 }
 
 impl State {
@@ -78,6 +84,8 @@ impl State {
 #[derive(Debug, Clone)]
 pub struct FaultyFs {
     state: Arc<Mutex<State>>,
+    /// Signals a parked read's arrival and release.
+    read_gate: Arc<Condvar>,
 }
 
 impl FaultyFs {
@@ -89,6 +97,7 @@ impl FaultyFs {
         };
         Self {
             state: Arc::new(Mutex::new(state)),
+            read_gate: Arc::new(Condvar::new()),
         }
     }
 
@@ -115,6 +124,28 @@ impl FaultyFs {
     /// Makes each `sync_data` take this long, as a real disk does.
     pub fn set_sync_delay(&self, delay: Duration) {
         self.lock().sync_delay = delay;
+    }
+
+    /// Makes the next `read_exact_at` (on any file) wait, before it reads,
+    /// until [`release_held_read`](Self::release_held_read).
+    pub fn hold_next_read(&self) {
+        self.lock().hold_next_read = true;
+    }
+
+    /// Waits up to `timeout` for a read to be parked; whether one is.
+    pub fn wait_read_held(&self, timeout: Duration) -> bool {
+        let s = self.lock();
+        let (s, _) = self
+            .read_gate
+            .wait_timeout_while(s, timeout, |s| !s.read_held)
+            .unwrap_or_else(|e| e.into_inner());
+        s.read_held
+    }
+
+    /// Lets the parked read go on: it reads the file as it is now.
+    pub fn release_held_read(&self) {
+        self.lock().read_held = false;
+        self.read_gate.notify_all();
     }
 
     /// Simulates a power cut: only durable state survives. Handles opened
@@ -171,7 +202,16 @@ impl FaultyFile {
 
 impl FileHandle for FaultyFile {
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> io::Result<()> {
-        let s = self.live()?;
+        let mut s = self.live()?;
+        if s.hold_next_read {
+            (s.hold_next_read, s.read_held) = (false, true);
+            self.fs.read_gate.notify_all();
+            while s.read_held {
+                s = self.fs.read_gate.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+            drop(s);
+            s = self.live()?;
+        }
         let data = &s.inodes[self.inode].data;
         let start = position as usize;
         let end = start + buf.len();

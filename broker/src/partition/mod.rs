@@ -1,18 +1,23 @@
-//! A partition this broker holds a replica of: its log and its high
-//! watermark. Whether it leads, and in which epoch, is in the metadata image
-//! (`crate::image`), never here. Until replication (issue 6) the high
-//! watermark is what the leader's flush policy has made durable (`always`)
-//! or its log end (otherwise); replication will compute it from the ISR.
+//! A partition this broker holds a replica of: its log, its high
+//! watermark, the replication rules while it leads, and the purgatory
+//! watch lists of requests waiting on it. Whether it leads, and in which
+//! epoch, is in the metadata image (`crate::image`), never here. The log is
+//! private: every read, append and truncation goes through a method here,
+//! which also wakes the requests the change concerns.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+mod log_ops;
+mod topic_config;
+
+pub use log_ops::Due;
+pub use topic_config::{log_config_for, min_insync_replicas, TOPIC_CONFIGS};
+
+use crate::purgatory::Watchers;
+use replication::LeaderState;
+use std::sync::{Arc, Mutex};
+use storage::fs::FileSystem;
 use storage::{
     AppendError, AppendInfo, FlushPolicy, LeaderEpoch, Log, LogConfig, Offset, SharedLog,
 };
-
-use replication::LeaderState;
-use std::sync::Mutex;
 use uuid::Uuid;
 
 /// The file naming the topic id a partition directory belongs to (Kafka's
@@ -29,13 +34,18 @@ pub struct Partition {
     pub index: i32,
     /// Topic id.
     pub topic_id: Uuid,
-    /// The log, shared with blocking tasks.
-    pub log: Arc<SharedLog>,
+    /// The log, shared with blocking tasks; only this module touches it.
+    log: Arc<SharedLog>,
     flush: FlushPolicy,
     compact: bool,
     /// While this broker leads the partition: the epoch and what it knows of
     /// its followers (the replication rules, `replication::LeaderState`).
     leading: Mutex<Option<Leading>>,
+    /// Requests waiting for the log end to move (followers' fetches).
+    appended: Watchers,
+    /// Requests waiting for the high watermark to move (consumers'
+    /// fetches, acks=all produces, group coordinator writes).
+    hw_moved: Watchers,
 }
 
 /// A leadership in one epoch.
@@ -45,68 +55,12 @@ struct Leading {
     state: LeaderState,
 }
 
-/// Topic configs Baton understands, and how each sets the log config
-/// (`min.insync.replicas` sets none: see [`min_insync_replicas`]).
-pub const TOPIC_CONFIGS: [&str; 9] = [
-    "cleanup.policy",
-    "delete.retention.ms",
-    "min.insync.replicas",
-    "retention.ms",
-    "retention.bytes",
-    "segment.bytes",
-    "segment.ms",
-    "max.message.bytes",
-    "index.interval.bytes",
-];
-
-/// Applies topic-level overrides to the broker's log defaults; an unknown
-/// name or bad value is an error message for INVALID_CONFIG.
-pub fn log_config_for(
-    defaults: &LogConfig,
-    configs: &BTreeMap<String, String>,
-) -> Result<LogConfig, String> {
-    let mut c = defaults.clone();
-    for (name, value) in configs {
-        let int = || {
-            value
-                .parse::<i64>()
-                .map_err(|_| format!("{name}={value}: not an integer"))
-        };
-        let positive_u32 = || {
-            int()
-                .and_then(|v| u32::try_from(v).map_err(|_| format!("{name}={value}: out of range")))
-        };
-        match name.as_str() {
-            "cleanup.policy" => {
-                c.cleanup_policy =
-                    storage::CleanupPolicy::parse(value).map_err(|e| e.to_string())?
-            }
-            "delete.retention.ms" => {
-                c.delete_retention_ms = u64::try_from(int()?)
-                    .map(Duration::from_millis)
-                    .map_err(|_| format!("{name}={value}: must be 0 or more"))?
-            }
-            "retention.ms" => {
-                c.retention_ms = u64::try_from(int()?).ok().map(Duration::from_millis)
-            }
-            "retention.bytes" => c.retention_bytes = u64::try_from(int()?).ok(),
-            "segment.bytes" => c.segment_bytes = positive_u32()?,
-            "segment.ms" => c.segment_ms = Some(Duration::from_millis(positive_u32()?.into())),
-            "max.message.bytes" => c.max_batch_bytes = positive_u32()?,
-            "index.interval.bytes" => c.index_interval_bytes = positive_u32()?,
-            "min.insync.replicas" if int()? >= 1 => {}
-            "min.insync.replicas" => return Err(format!("{name}={value}: must be at least 1")),
-            _ => return Err(format!("unknown or unsupported topic config {name}")),
-        }
-    }
-    c.validate().map_err(|e| e.to_string())?;
-    Ok(c)
-}
-
 impl Partition {
-    /// Opens (recovering) the partition's log in `dir`. A directory that
-    /// belongs to another topic id (a deleted topic's) is removed first.
+    /// Opens (recovering) the partition's log in `dir` on `fs` (the OS,
+    /// or `FaultyFs` in tests). A directory that belongs to another topic
+    /// id (a deleted topic's) is emptied first.
     pub fn open(
+        fs: Arc<dyn FileSystem>,
         dir: std::path::PathBuf,
         topic: &str,
         index: i32,
@@ -115,9 +69,10 @@ impl Partition {
     ) -> anyhow::Result<Partition> {
         let flush = config.flush;
         let compact = config.cleanup_policy.compacts();
-        claim_dir(&dir, topic_id)?;
-        let mut log = Log::open(Arc::new(storage::fs::OsFs), dir, config)?;
-        // Without replication, committed records are the durable ones.
+        claim_dir(fs.as_ref(), &dir, topic_id)?;
+        let mut log = Log::open(fs, dir, config)?;
+        // What this replica has durably is committed as far as it knows; a
+        // leader's HW then only moves with its ISR.
         let hw = log.flushed_offset().max(log.high_watermark());
         log.set_high_watermark(hw);
         Ok(Partition {
@@ -128,6 +83,8 @@ impl Partition {
             flush,
             compact,
             leading: Mutex::new(None),
+            appended: Watchers::default(),
+            hw_moved: Watchers::default(),
         })
     }
 
@@ -233,10 +190,17 @@ impl Partition {
     /// As a follower: the leader's high watermark, applied up to this
     /// log's end (never lowered).
     pub fn follow_high_watermark(&self, leader_hw: i64) {
-        let mut log = self.log.lock();
-        let hw = leader_hw.min(log.log_end_offset());
-        if hw > log.high_watermark() {
-            log.set_high_watermark(hw);
+        let moved = {
+            let mut log = self.log.lock();
+            let hw = leader_hw.min(log.log_end_offset());
+            let moved = hw > log.high_watermark();
+            if moved {
+                log.set_high_watermark(hw);
+            }
+            moved
+        };
+        if moved {
+            self.hw_moved.wake_all();
         }
     }
 
@@ -251,7 +215,10 @@ impl Partition {
         leader_epoch: LeaderEpoch,
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
-        self.log.append_unsynced(batches, leader_epoch, now_ms)
+        let info = self.log.append_unsynced(batches, leader_epoch, now_ms)?;
+        // Followers long-polling for new records fetch them now.
+        self.appended.wake_all();
+        Ok(info)
     }
 
     /// Waits until the flush policy is met for `info`, then advances the
@@ -273,22 +240,28 @@ impl Partition {
     /// flush policy made them durable (`always`: synced). Returns whether it
     /// moved. A follower's moves with its leader's instead.
     pub fn advance_high_watermark(&self) -> bool {
-        let mut log = self.log.lock();
-        let own_end = match self.flush {
-            FlushPolicy::Always => log.flushed_offset(),
-            _ => log.log_end_offset(),
-        };
-        let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(l) = leading.as_mut() else {
-            return false;
-        };
-        match l.state.advance(own_end) {
-            Some(hw) if hw > log.high_watermark() => {
-                log.set_high_watermark(hw);
-                true
+        let moved = {
+            let mut log = self.log.lock();
+            let own_end = match self.flush {
+                FlushPolicy::Always => log.flushed_offset(),
+                _ => log.log_end_offset(),
+            };
+            let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(l) = leading.as_mut() else {
+                return false;
+            };
+            match l.state.advance(own_end) {
+                Some(hw) if hw > log.high_watermark() => {
+                    log.set_high_watermark(hw);
+                    true
+                }
+                _ => false,
             }
-            _ => false,
+        };
+        if moved {
+            self.hw_moved.wake_all();
         }
+        moved
     }
 
     /// Whether `cleanup.policy` includes `compact`.
@@ -308,37 +281,27 @@ impl Partition {
 }
 
 /// Makes `dir` the directory of `topic_id`: a directory recording another
-/// id is a deleted topic's leftovers and is removed; a new or unmarked one
+/// id is a deleted topic's leftovers and is emptied; a new or unmarked one
 /// gets the id written (atomically) before any log file.
-fn claim_dir(dir: &std::path::Path, topic_id: Uuid) -> anyhow::Result<()> {
+fn claim_dir(fs: &dyn FileSystem, dir: &std::path::Path, topic_id: Uuid) -> anyhow::Result<()> {
     let path = dir.join(PARTITION_METADATA);
     let expected = format!("version: 0\ntopic_id: {topic_id}\n");
-    match std::fs::read_to_string(&path) {
-        Ok(found) if found == expected => return Ok(()),
+    match storage::fs::read_all(fs, &path) {
+        Ok(found) if found == expected.as_bytes() => return Ok(()),
         Ok(found) => {
+            let found = String::from_utf8_lossy(&found);
             tracing::warn!(dir = %dir.display(), %found, %topic_id,
-                "partition directory of a deleted topic: removing it");
-            std::fs::remove_dir_all(dir)?;
+                "partition directory of a deleted topic: emptying it");
+            // Partition directories are flat: files only.
+            for name in fs.list_dir(dir)? {
+                fs.remove_file(&dir.join(name))?;
+            }
+            fs.sync_dir(dir)?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
-    std::fs::create_dir_all(dir)?;
-    storage::fs::write_atomically(&storage::fs::OsFs, &path, expected.as_bytes())?;
+    fs.create_dir_all(dir)?;
+    storage::fs::write_atomically(fs, &path, expected.as_bytes())?;
     Ok(())
-}
-
-/// `min.insync.replicas` of a topic (its config, else the broker's
-/// default), at most its replication factor, so a topic with fewer replicas
-/// than the default still takes acks=all writes (on all its replicas).
-pub fn min_insync_replicas(
-    configs: &BTreeMap<String, String>,
-    default: usize,
-    replicas: usize,
-) -> usize {
-    let configured = configs
-        .get("min.insync.replicas")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(default);
-    configured.clamp(1, replicas.max(1))
 }
