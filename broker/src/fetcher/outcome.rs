@@ -16,11 +16,14 @@ pub enum Next {
     /// Ask the leader where this replica's epochs end again and cut there
     /// (a fetch past the leader's end, after an unclean history).
     Truncate,
-    /// This fetcher's epoch is stale, or the broker asked is no longer the
-    /// leader: nothing to do until this broker's own image changes.
+    /// This fetcher's epoch is stale: nothing to do until this broker's
+    /// own image brings the newer one.
     WaitForImage,
-    /// A transient refusal (the leader has not seen the epoch or the topic
-    /// yet, or a storage error there): try again after a pause.
+    /// A transient refusal: the leader has not seen the epoch or the topic
+    /// yet, or does not serve as leader right now (its lease lapsed while
+    /// it was paused, or its image is behind its registration: the image
+    /// here may not change at all before it serves again), or a storage
+    /// error there. Try again after a pause.
     Backoff,
 }
 
@@ -36,9 +39,7 @@ pub fn next(code: i16, fetch_offset: i64, leader_log_start: i64) -> Next {
             Next::TruncateFully(leader_log_start)
         }
         Some(ResponseError::OffsetOutOfRange) => Next::Truncate,
-        Some(ResponseError::FencedLeaderEpoch | ResponseError::NotLeaderOrFollower) => {
-            Next::WaitForImage
-        }
+        Some(ResponseError::FencedLeaderEpoch) => Next::WaitForImage,
         _ => Next::Backoff,
     }
 }
@@ -81,11 +82,11 @@ mod tests {
                 Next::WaitForImage,
             ),
             (
-                "asked broker no longer leads",
+                "asked broker does not serve as leader now (lease, image)",
                 code(ResponseError::NotLeaderOrFollower),
                 10,
                 0,
-                Next::WaitForImage,
+                Next::Backoff,
             ),
             (
                 "leader has not seen our epoch yet",

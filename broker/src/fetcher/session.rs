@@ -29,8 +29,9 @@ const RESPONSE_MAX_BYTES: i32 = 10 << 20;
 /// Pause before reconnecting to the source broker.
 const RECONNECT: Duration = Duration::from_millis(50);
 /// Pause after a partition's transient error (Kafka's
-/// replica.fetch.backoff.ms is 1 s; a failover should not wait that long).
-const BACKOFF: Duration = Duration::from_millis(100);
+/// replica.fetch.backoff.ms is 1 s; a failover should not wait that long,
+/// and 50 ms is what the fetcher before this one retried after).
+const BACKOFF: Duration = Duration::from_millis(50);
 
 /// Where a followed partition is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
