@@ -158,15 +158,6 @@ impl Fetchers {
         }
         *by_leader = kept; // dropping the others aborts them
     }
-
-    /// The source brokers fetched from, with their partition counts.
-    pub fn sources(&self) -> BTreeMap<i32, usize> {
-        let by_leader = self.by_leader.lock().unwrap_or_else(|e| e.into_inner());
-        by_leader
-            .iter()
-            .map(|(leader, f)| (*leader, f.assigned.partitions.lock().map_or(0, |p| p.len())))
-            .collect()
-    }
 }
 
 fn start(me: i32, leader: i32, addr: String) -> SourceFetcher {

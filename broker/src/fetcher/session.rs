@@ -147,8 +147,9 @@ async fn serve(
                 f.phase = Phase::Fetch;
             }
             if f.phase == Phase::Fetch {
-                let p = &f.assignment.partition;
-                offsets.insert(key.clone(), (p.log_end_offset(), p.log_start_offset()));
+                // One look at the log: (log start, HW, log end).
+                let (start, _, end) = f.assignment.partition.offsets();
+                offsets.insert(key.clone(), (end, start));
             }
         }
         if offsets.is_empty() {

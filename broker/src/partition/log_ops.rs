@@ -47,7 +47,7 @@ impl Partition {
         &self,
         offset: Offset,
     ) -> Result<(), storage::TruncateError> {
-        self.log.lock().truncate_fully_and_start_at(offset)?;
+        self.log.truncate_fully_and_start_at(offset)?;
         self.wake_all();
         Ok(())
     }
