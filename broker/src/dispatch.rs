@@ -30,7 +30,8 @@ pub enum Outcome {
     Close(String),
 }
 
-/// A response now, or one that completes later (a pipelined Produce).
+/// A response now, or one that completes later (a pipelined Produce, a
+/// follower's Fetch).
 pub enum Prepared {
     /// The outcome is known.
     Now(Outcome),
@@ -57,26 +58,45 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes, peer: &str) -> Outcome {
 }
 
 /// Handles one request frame up to the point where later requests on the
-/// same connection may start: everything but a Produce's commit wait.
+/// same connection may start: everything but a Produce's commit wait and
+/// a follower's long poll.
 pub async fn prepare(broker: &Arc<Broker>, frame: Bytes, peer: &str) -> Prepared {
     let (api_key, version, correlation_id, request, client_id) = match decode(frame) {
         Ok(decoded) => decoded,
         Err(outcome) => return Prepared::Now(outcome),
     };
-    if let RequestKind::Produce(r) = request {
-        let pending = handlers::produce::prepare(broker, r, version).await;
-        return Prepared::Later(Box::pin(async move {
-            match pending.await {
-                Some(response) => encode(
+    let request = match request {
+        RequestKind::Produce(r) => {
+            let pending = handlers::produce::prepare(broker, r, version).await;
+            return Prepared::Later(Box::pin(async move {
+                match pending.await {
+                    Some(response) => encode(
+                        api_key,
+                        version,
+                        correlation_id,
+                        &ResponseKind::Produce(response),
+                    ),
+                    None => Outcome::Silent,
+                }
+            }));
+        }
+        RequestKind::Fetch(r) if r.replica_id.0 >= 0 => {
+            // A follower's fetch: its position counts now, its long poll
+            // overlaps with the requests behind it (a position report).
+            handlers::fetch::record_positions(broker, &r);
+            let broker = broker.clone();
+            return Prepared::Later(Box::pin(async move {
+                let response = handlers::fetch::handle(&broker, r, version).await;
+                encode(
                     api_key,
                     version,
                     correlation_id,
-                    &ResponseKind::Produce(response),
-                ),
-                None => Outcome::Silent,
-            }
-        }));
-    }
+                    &ResponseKind::Fetch(response),
+                )
+            }));
+        }
+        other => other,
+    };
     let client = Client {
         id: client_id.unwrap_or_default(),
         host: peer.to_string(),

@@ -57,14 +57,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         got += n;
     }
     let len = body_len(i32::from_be_bytes(prefix), max)?;
-    let mut body = BytesMut::zeroed(len);
-    let mut filled = 0;
-    while filled < len {
-        let n = reader.read(&mut body[filled..]).await?;
+    // Read into spare capacity: zeroing a buffer the socket fills anyway
+    // costs a pass over every produced and replicated byte.
+    let mut body = BytesMut::with_capacity(len);
+    while body.len() < len {
+        let rest = (len - body.len()) as u64;
+        let n = (&mut *reader).take(rest).read_buf(&mut body).await?;
         if n == 0 {
-            return Err(FrameError::Truncated(4 + filled));
+            return Err(FrameError::Truncated(4 + body.len()));
         }
-        filled += n;
     }
     Ok(Some(body.freeze()))
 }

@@ -18,6 +18,7 @@ pub mod controller_cli;
 pub mod controller_link;
 pub mod coordinator;
 pub mod dispatch;
+pub mod durable_end;
 pub mod fetcher;
 pub mod frame;
 pub mod handlers;

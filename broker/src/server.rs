@@ -44,7 +44,9 @@ const IN_FLIGHT_MAX: usize = 64;
 
 /// Reads requests and lets each take effect in order; a writer task sends
 /// the responses in the same order. Only a Produce's wait for its commit
-/// overlaps with later requests, so pipelined produces share fdatasyncs.
+/// and a follower's long poll overlap with later requests, so pipelined
+/// produces share fdatasyncs and a follower's position report is not held
+/// behind its own long-polling fetch.
 async fn connection(broker: Arc<Broker>, stream: TcpStream) -> Result<(), String> {
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let peer = stream

@@ -139,6 +139,12 @@ impl Log {
             .expect("a log always has a segment")
     }
 
+    /// The base offset of the active (last) segment: reads at or above it
+    /// touch the bytes most recently written, which the page cache holds.
+    pub fn active_base_offset(&self) -> Offset {
+        self.active().base_offset
+    }
+
     pub(crate) fn active(&self) -> &Segment {
         self.segments
             .values()

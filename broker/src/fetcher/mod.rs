@@ -7,17 +7,22 @@
 //! that needs it) and cuts its divergent tail there
 //! (`replication::truncation`), then fetches from its log end as
 //! `replica_id` with the leader epoch it follows. Each fetched chunk is
-//! appended unchanged and committed by the flush policy (under `always`,
-//! synced) before the next fetch reports the new log end, so the leader
-//! counts only durable records toward the high watermark. Errors are told
-//! apart by code (`outcome::next`) and each partition's trouble is logged
-//! once when it starts and once when it ends.
+//! appended unchanged at once and the next fetch goes out before it is
+//! synced; every request carries the replica's durable end
+//! (`crate::durable_end`), and when a sync completes a position report
+//! goes out pipelined behind the fetch in flight (`link`), so the leader
+//! counts only durable records toward the high watermark without a sync
+//! per round trip. Errors are told apart by code (`outcome::next`) and
+//! each partition's trouble is logged once when it starts and once when it
+//! ends.
 //!
 //! `Fetchers::update` follows the metadata image: a partition whose leader
 //! or epoch changed moves to the right fetcher and truncates first.
 
+mod link;
 mod outcome;
 mod session;
+mod truncate;
 
 use crate::image::MetadataImage;
 use crate::partition::Partition;

@@ -1,18 +1,25 @@
-//! One source broker's fetcher task: a connection, and per followed
-//! partition a phase (truncate, fetch, wait for the image, back off).
+//! One source broker's fetcher task: a pipelined connection, and per
+//! followed partition a phase (truncate, fetch, wait for the image, back
+//! off).
+//!
+//! A fetched chunk is written at once (the page cache) and the next fetch
+//! goes out before it is synced; one sync job at a time makes every
+//! followed partition durable (group commit), and when it completes a
+//! position report (`crate::durable_end`) goes out behind the fetch in
+//! flight, so the leader counts the synced records without waiting for the
+//! fetch's long poll.
 
+use super::link::Link;
 use super::outcome::{self, Next};
 use super::{Assigned, Assignment, Key};
-use client::Connection;
+use crate::partition::Partition;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use kafka_protocol::messages::fetch_response::FetchResponse;
-use kafka_protocol::messages::offset_for_leader_epoch_request::{
-    OffsetForLeaderEpochRequest, OffsetForLeaderPartition, OffsetForLeaderTopic,
-};
 use kafka_protocol::messages::BrokerId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// The Fetch version followers send (the highest Baton serves).
@@ -31,11 +38,11 @@ const RECONNECT: Duration = Duration::from_millis(50);
 /// Pause after a partition's transient error (Kafka's
 /// replica.fetch.backoff.ms is 1 s; a failover should not wait that long,
 /// and 50 ms is what the fetcher before this one retried after).
-const BACKOFF: Duration = Duration::from_millis(50);
+pub(super) const BACKOFF: Duration = Duration::from_millis(50);
 
 /// Where a followed partition is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     /// Check its epochs against the leader's and cut the divergent tail.
     Truncate,
     /// Fetch from its log end.
@@ -48,11 +55,16 @@ enum Phase {
 
 /// A followed partition.
 #[derive(Debug)]
-struct Followed {
-    assignment: Assignment,
-    phase: Phase,
+pub(super) struct Followed {
+    pub(super) assignment: Assignment,
+    pub(super) phase: Phase,
     /// The trouble last logged for it, so each is logged once.
     trouble: Option<String>,
+    /// The durable end last reported to the leader.
+    reported: i64,
+    /// The leader's high watermark last heard, applied again as syncs
+    /// complete (a follower's never passes what it holds durably).
+    leader_hw: i64,
 }
 
 impl Followed {
@@ -61,11 +73,13 @@ impl Followed {
             assignment,
             phase: Phase::Truncate,
             trouble: None,
+            reported: -1,
+            leader_hw: -1,
         }
     }
 
     /// Logs `trouble` the first time it is seen, and its end once.
-    fn report(&mut self, key: &Key, leader: i32, trouble: Option<String>) {
+    pub(super) fn report(&mut self, key: &Key, leader: i32, trouble: Option<String>) {
         if trouble == self.trouble {
             return;
         }
@@ -102,14 +116,23 @@ pub async fn run(me: i32, leader: i32, addr: String, assigned: Arc<Assigned>) {
     let mut followed: BTreeMap<Key, Followed> = BTreeMap::new();
     let mut down: Option<String> = None;
     loop {
-        let ended = match Connection::connect(&addr).await {
-            Ok(mut conn) => {
+        let ended = match Link::connect(&addr).await {
+            Ok(mut link) => {
                 if down.take().is_some() {
                     tracing::info!("replica fetcher connected to broker {leader} at {addr}");
                 }
-                serve(me, leader, &mut conn, &assigned, &mut followed).await
+                let mut session = Session {
+                    me,
+                    leader,
+                    link: &mut link,
+                    assigned: &assigned,
+                    followed: &mut followed,
+                    sent: VecDeque::new(),
+                    syncing: None,
+                };
+                session.serve().await
             }
-            Err(e) => Ended::Failed(e.into()),
+            Err(e) => Ended::Failed(e),
         };
         match ended {
             Ended::Reassigned => continue,
@@ -126,56 +149,279 @@ pub async fn run(me: i32, leader: i32, addr: String, assigned: Arc<Assigned>) {
     }
 }
 
-/// Truncates and fetches over one connection until it fails.
-async fn serve(
+/// Where a partition's fetch starts: (fetch offset, log start, durable end).
+type Position = (i64, i64, i64);
+
+/// A Fetch in flight: whether it is a position report, and where each
+/// partition's read starts.
+struct Sent {
+    report: bool,
+    fetch_offsets: BTreeMap<Key, i64>,
+}
+
+/// A sync job's outcome: per partition, its sync's error if it failed.
+type Synced = Vec<(Key, Option<String>)>;
+
+/// One connection's worth of fetching.
+struct Session<'a> {
     me: i32,
     leader: i32,
-    conn: &mut Connection,
-    assigned: &Assigned,
-    followed: &mut BTreeMap<Key, Followed>,
-) -> Ended {
-    let mut changes = assigned.subscribe();
-    loop {
-        sync(&assigned.current(&mut changes), followed);
-        if let Err(e) = truncate(me, leader, conn, followed).await {
-            return Ended::Failed(e);
+    link: &'a mut Link,
+    assigned: &'a Assigned,
+    followed: &'a mut BTreeMap<Key, Followed>,
+    /// Fetches in flight, oldest first (responses come in this order).
+    sent: VecDeque<Sent>,
+    /// The sync job running, if any.
+    syncing: Option<JoinHandle<Synced>>,
+}
+
+impl Session<'_> {
+    /// Truncates, fetches, syncs and reports until the connection fails.
+    async fn serve(&mut self) -> Ended {
+        let mut changes = self.assigned.subscribe();
+        loop {
+            sync(&self.assigned.current(&mut changes), self.followed);
+            if let Err(e) = self.step().await {
+                return Ended::Failed(e);
+            }
+            let wake = self.idle_until();
+            let fetching = self.sent.iter().any(|s| !s.report);
+            tokio::select! {
+                response = self.link.receive::<FetchRequest>(FETCH_VERSION),
+                    if !self.sent.is_empty() =>
+                {
+                    let applied = match response {
+                        Ok(response) => self.apply(response).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = applied {
+                        return Ended::Failed(e);
+                    }
+                }
+                synced = async { self.syncing.as_mut().expect("guarded").await },
+                    if self.syncing.is_some() =>
+                {
+                    self.syncing = None;
+                    match synced {
+                        Ok(synced) => self.synced(synced),
+                        Err(e) => return Ended::Failed(e.into()),
+                    }
+                }
+                _ = changes.changed() => {
+                    if fetching {
+                        return Ended::Reassigned;
+                    }
+                }
+                () = tokio::time::sleep_until(wake), if self.sent.is_empty() => {}
+            }
+        }
+    }
+
+    /// Sends what is due: truncation first (with nothing in flight), a
+    /// fetch if none is in flight, a position report behind it if a sync
+    /// completed since, and a sync job if records are waiting for one.
+    async fn step(&mut self) -> anyhow::Result<()> {
+        if self.followed.values().any(|f| f.phase == Phase::Truncate) {
+            while !self.sent.is_empty() {
+                let response = self.link.receive::<FetchRequest>(FETCH_VERSION).await?;
+                self.apply(response).await?;
+            }
+            super::truncate::truncate(self.me, self.leader, self.link, self.followed).await?;
         }
         let now = Instant::now();
-        let mut offsets = BTreeMap::new();
-        for (key, f) in followed.iter_mut() {
+        for f in self.followed.values_mut() {
             if matches!(f.phase, Phase::Backoff(until) if until <= now) {
                 f.phase = Phase::Fetch;
             }
-            if f.phase == Phase::Fetch {
-                // One look at the log: (log start, HW, log end).
-                let (start, _, end) = f.assignment.partition.offsets();
-                offsets.insert(key.clone(), (end, start));
+        }
+        let positions = self.positions();
+        if !self.sent.iter().any(|s| !s.report) && !positions.is_empty() {
+            self.send(&positions, false).await?;
+        }
+        let due: BTreeMap<Key, Position> = positions
+            .into_iter()
+            .filter(|(key, (_, _, durable))| *durable > self.followed[key].reported)
+            .collect();
+        if !due.is_empty() && !self.sent.iter().any(|s| s.report) {
+            self.send(&due, true).await?;
+        }
+        if self.syncing.is_none() {
+            self.syncing = start_sync(self.followed);
+        }
+        Ok(())
+    }
+
+    /// Where each fetching partition's next read starts.
+    fn positions(&self) -> BTreeMap<Key, Position> {
+        self.followed
+            .iter()
+            .filter(|(_, f)| f.phase == Phase::Fetch)
+            .map(|(key, f)| {
+                let (start, end, durable) = f.assignment.partition.follower_position();
+                (key.clone(), (end, start, durable))
+            })
+            .collect()
+    }
+
+    /// When to look again with nothing in flight: the next backoff's end.
+    fn idle_until(&self) -> Instant {
+        next_backoff(self.followed).unwrap_or(Instant::now() + Duration::from_millis(500))
+    }
+
+    async fn send(
+        &mut self,
+        positions: &BTreeMap<Key, Position>,
+        report: bool,
+    ) -> anyhow::Result<()> {
+        let request = fetch_request(self.me, self.followed, positions, report);
+        self.link.send(&request, FETCH_VERSION).await?;
+        for (key, (_, _, durable)) in positions {
+            if let Some(f) = self.followed.get_mut(key) {
+                f.reported = f.reported.max(*durable);
             }
         }
-        if offsets.is_empty() {
-            if followed.values().any(|f| f.phase == Phase::Truncate) {
-                continue; // the next truncation round, at once
-            }
-            let wake = next_backoff(followed).unwrap_or(now + Duration::from_millis(500));
-            tokio::select! {
-                _ = changes.changed() => {}
-                () = tokio::time::sleep_until(wake) => {}
-            }
-            continue;
+        self.sent.push_back(Sent {
+            report,
+            fetch_offsets: positions.iter().map(|(k, p)| (k.clone(), p.0)).collect(),
+        });
+        Ok(())
+    }
+
+    /// Sorts each partition's answer into its next phase, then appends
+    /// each chunk (a full truncation runs on a blocking thread).
+    async fn apply(&mut self, response: FetchResponse) -> anyhow::Result<()> {
+        let sent = self
+            .sent
+            .pop_front()
+            .expect("a response answers a fetch in flight");
+        if response.error_code != 0 {
+            anyhow::bail!("fetch refused with error {}", response.error_code);
         }
-        let request = fetch_request(me, followed, &offsets);
-        let response = tokio::select! {
-            sent = conn.send(&request, FETCH_VERSION) => sent,
-            _ = changes.changed() => return Ended::Reassigned,
-        };
-        let response = match response {
-            Ok(r) => r,
-            Err(e) => return Ended::Failed(e.into()),
-        };
-        if let Err(e) = apply(leader, response, &offsets, followed, assigned).await {
-            return Ended::Failed(e);
+        let now = Instant::now();
+        let now_ms = crate::handlers::now_ms();
+        for topic in response.responses {
+            let name = topic.topic.0.to_string();
+            for data in topic.partitions {
+                let key = (name.clone(), data.partition_index);
+                let (Some(f), Some(&fetch_offset)) =
+                    (self.followed.get_mut(&key), sent.fetch_offsets.get(&key))
+                else {
+                    continue;
+                };
+                let next = outcome::next(data.error_code, fetch_offset, data.log_start_offset);
+                let trouble =
+                    trouble_of(next, data.error_code, fetch_offset, data.log_start_offset);
+                f.report(&key, self.leader, trouble);
+                let fail = match next {
+                    Next::Append => {
+                        let records = data.records.unwrap_or_default();
+                        f.leader_hw = f.leader_hw.max(data.high_watermark);
+                        append(f, &key, self.assigned, fetch_offset, &records, now_ms).err()
+                    }
+                    Next::TruncateFully(at) => {
+                        let p = f.assignment.partition.clone();
+                        tokio::task::spawn_blocking(move || truncate_fully(&p, at))
+                            .await?
+                            .err()
+                    }
+                    Next::Truncate => {
+                        f.phase = Phase::Truncate;
+                        None
+                    }
+                    Next::WaitForImage => {
+                        f.phase = Phase::WaitForImage;
+                        None
+                    }
+                    Next::Backoff => {
+                        f.phase = Phase::Backoff(now + BACKOFF);
+                        None
+                    }
+                };
+                if let Some(error) = fail {
+                    f.report(&key, self.leader, Some(format!("cannot append: {error}")));
+                    f.phase = Phase::Truncate;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A sync job completed: the partitions synced follow their leader's
+    /// high watermark up to what they now hold durably; a failed one
+    /// starts over.
+    fn synced(&mut self, synced: Synced) {
+        for (key, failed) in synced {
+            let Some(f) = self.followed.get_mut(&key) else {
+                continue;
+            };
+            match failed {
+                None => f.assignment.partition.follow_high_watermark(f.leader_hw),
+                Some(error) => {
+                    f.report(&key, self.leader, Some(format!("cannot sync: {error}")));
+                    f.phase = Phase::Truncate;
+                }
+            }
         }
     }
+}
+
+/// Appends a fetched chunk if it still belongs: the image has not moved on
+/// and it starts at this log's end (a later response may already have
+/// moved it). Then the leader's high watermark, up to the durable end.
+fn append(
+    f: &Followed,
+    key: &Key,
+    assigned: &Assigned,
+    fetch_offset: i64,
+    records: &[u8],
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    let p = &f.assignment.partition;
+    if !assigned.still(key, f.assignment.leader_epoch) {
+        return Ok(());
+    }
+    if !records.is_empty() && p.log_end_offset() == fetch_offset {
+        p.append_as_follower(records, now_ms)?;
+    }
+    p.follow_high_watermark(f.leader_hw);
+    Ok(())
+}
+
+fn truncate_fully(p: &Partition, at: i64) -> anyhow::Result<()> {
+    tracing::info!(
+        "partition {}-{} follower truncating fully from offset {} to start at {at} \
+         (the leader's log start)",
+        p.topic,
+        p.index,
+        p.log_end_offset()
+    );
+    p.truncate_fully_and_start_at(at)?;
+    Ok(())
+}
+
+/// Starts a sync of every followed partition holding records not yet
+/// durable, on a blocking thread; `None` if there are none.
+fn start_sync(followed: &BTreeMap<Key, Followed>) -> Option<JoinHandle<Synced>> {
+    let work: Vec<(Key, Arc<Partition>, i64)> = followed
+        .iter()
+        .filter_map(|(key, f)| {
+            let p = &f.assignment.partition;
+            let (_, end, durable) = p.follower_position();
+            (durable < end).then(|| (key.clone(), p.clone(), end))
+        })
+        .collect();
+    if work.is_empty() {
+        return None;
+    }
+    let now_ms = crate::handlers::now_ms();
+    Some(tokio::task::spawn_blocking(move || {
+        work.into_iter()
+            .map(|(key, p, end)| {
+                let failed = p.make_durable(end, now_ms).err().map(|e| e.to_string());
+                (key, failed)
+            })
+            .collect()
+    }))
 }
 
 /// Takes in the current assignments: new partitions (or a new epoch of
@@ -204,7 +450,9 @@ fn next_backoff(followed: &BTreeMap<Key, Followed>) -> Option<Instant> {
 }
 
 /// Groups `keys` by topic, in order, as Kafka's requests carry them.
-fn by_topic<'a, T>(items: impl Iterator<Item = (&'a Key, T)>) -> BTreeMap<&'a str, Vec<(i32, T)>> {
+pub(super) fn by_topic<'a, T>(
+    items: impl Iterator<Item = (&'a Key, T)>,
+) -> BTreeMap<&'a str, Vec<(i32, T)>> {
     let mut topics: BTreeMap<&str, Vec<(i32, T)>> = BTreeMap::new();
     for ((topic, index), item) in items {
         topics.entry(topic).or_default().push((*index, item));
@@ -215,23 +463,26 @@ fn by_topic<'a, T>(items: impl Iterator<Item = (&'a Key, T)>) -> BTreeMap<&'a st
 fn fetch_request(
     me: i32,
     followed: &BTreeMap<Key, Followed>,
-    offsets: &BTreeMap<Key, (i64, i64)>,
+    positions: &BTreeMap<Key, Position>,
+    report: bool,
 ) -> FetchRequest {
-    let topics = by_topic(offsets.iter())
+    let max_bytes = if report { 0 } else { PARTITION_MAX_BYTES };
+    let topics = by_topic(positions.iter())
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
                 .into_iter()
-                .map(|(index, &(fetch_offset, log_start))| {
+                .map(|(index, &(fetch_offset, log_start, durable))| {
                     let epoch = followed[&(topic.to_string(), index)]
                         .assignment
                         .leader_epoch;
-                    FetchPartition::default()
+                    let p = FetchPartition::default()
                         .with_partition(index)
                         .with_fetch_offset(fetch_offset)
                         .with_current_leader_epoch(epoch)
                         .with_log_start_offset(log_start)
-                        .with_partition_max_bytes(PARTITION_MAX_BYTES)
+                        .with_partition_max_bytes(max_bytes);
+                    crate::durable_end::attach(p, durable)
                 })
                 .collect();
             FetchTopic::default()
@@ -239,88 +490,23 @@ fn fetch_request(
                 .with_partitions(partitions)
         })
         .collect();
+    // A position report is answered at once, with no records.
+    let (max_wait, min_bytes) = if report { (0, 0) } else { (FETCH_WAIT_MS, 1) };
     FetchRequest::default()
         .with_replica_id(BrokerId(me))
-        .with_max_wait_ms(FETCH_WAIT_MS)
-        .with_min_bytes(1)
+        .with_max_wait_ms(max_wait)
+        .with_min_bytes(min_bytes)
         .with_max_bytes(RESPONSE_MAX_BYTES)
         .with_session_epoch(-1)
         .with_topics(topics)
 }
 
-/// What one partition's fetch answer asks of its log.
-struct Chunk {
-    key: Key,
-    assignment: Assignment,
-    records: bytes::Bytes,
-    leader_hw: i64,
-    truncate_fully_at: Option<i64>,
-}
-
-/// Sorts each partition's answer into its next phase, then appends (or
-/// fully truncates) on a blocking thread, all partitions in one hop.
-async fn apply(
-    leader: i32,
-    response: FetchResponse,
-    offsets: &BTreeMap<Key, (i64, i64)>,
-    followed: &mut BTreeMap<Key, Followed>,
-    assigned: &Assigned,
-) -> anyhow::Result<()> {
-    if response.error_code != 0 {
-        anyhow::bail!("fetch refused with error {}", response.error_code);
-    }
-    let now = Instant::now();
-    let mut chunks = Vec::new();
-    for topic in response.responses {
-        let name = topic.topic.0.to_string();
-        for data in topic.partitions {
-            let key = (name.clone(), data.partition_index);
-            let (Some(f), Some(&(fetch_offset, _))) = (followed.get_mut(&key), offsets.get(&key))
-            else {
-                continue;
-            };
-            let next = outcome::next(data.error_code, fetch_offset, data.log_start_offset);
-            let trouble = trouble_of(next, data.error_code, fetch_offset, data.log_start_offset);
-            f.report(&key, leader, trouble);
-            let truncate_fully_at = match next {
-                Next::Append => None,
-                Next::TruncateFully(at) => Some(at),
-                Next::Truncate => {
-                    f.phase = Phase::Truncate;
-                    continue;
-                }
-                Next::WaitForImage => {
-                    f.phase = Phase::WaitForImage;
-                    continue;
-                }
-                Next::Backoff => {
-                    f.phase = Phase::Backoff(now + BACKOFF);
-                    continue;
-                }
-            };
-            chunks.push(Chunk {
-                key,
-                assignment: f.assignment.clone(),
-                records: data.records.unwrap_or_default(),
-                leader_hw: data.high_watermark,
-                truncate_fully_at,
-            });
-        }
-    }
-    if chunks.is_empty() {
-        return Ok(());
-    }
-    let failed = write_chunks(chunks, assigned).await?;
-    for (key, error) in failed {
-        if let Some(f) = followed.get_mut(&key) {
-            f.report(&key, leader, Some(format!("cannot append: {error}")));
-            f.phase = Phase::Truncate;
-        }
-    }
-    Ok(())
-}
-
-fn trouble_of(next: Next, code: i16, fetch_offset: i64, log_start: i64) -> Option<String> {
+pub(super) fn trouble_of(
+    next: Next,
+    code: i16,
+    fetch_offset: i64,
+    log_start: i64,
+) -> Option<String> {
     let error = || {
         kafka_protocol::ResponseError::try_from_code(code)
             .map_or_else(|| format!("error {code}"), |e| format!("{e:?}"))
@@ -339,183 +525,4 @@ fn trouble_of(next: Next, code: i16, fetch_offset: i64, log_start: i64) -> Optio
         Next::WaitForImage => Some(format!("{}: waiting for new metadata", error())),
         Next::Backoff => Some(format!("{}: retrying", error())),
     }
-}
-
-/// Writes the chunks on a blocking thread; returns the partitions whose
-/// write failed, with why. A chunk whose assignment changed meanwhile is
-/// dropped: the image moved on and the partition starts over.
-async fn write_chunks(
-    chunks: Vec<Chunk>,
-    assigned: &Assigned,
-) -> anyhow::Result<Vec<(Key, String)>> {
-    let still: Vec<bool> = chunks
-        .iter()
-        .map(|c| assigned.still(&c.key, c.assignment.leader_epoch))
-        .collect();
-    let now = crate::handlers::now_ms();
-    let written = tokio::task::spawn_blocking(move || {
-        let mut failed = Vec::new();
-        for (chunk, still) in chunks.into_iter().zip(still) {
-            if !still {
-                continue;
-            }
-            if let Err(e) = write_chunk(&chunk, now) {
-                failed.push((chunk.key, e.to_string()));
-            }
-        }
-        failed
-    });
-    Ok(written.await?)
-}
-
-fn write_chunk(chunk: &Chunk, now_ms: i64) -> anyhow::Result<()> {
-    let p = &chunk.assignment.partition;
-    if let Some(at) = chunk.truncate_fully_at {
-        tracing::info!(
-            "partition {}-{} follower truncating fully from offset {} to start at {at} \
-             (the leader's log start)",
-            p.topic,
-            p.index,
-            p.log_end_offset()
-        );
-        p.truncate_fully_and_start_at(at)?;
-        return Ok(());
-    }
-    if !chunk.records.is_empty() {
-        p.append_as_follower(&chunk.records, now_ms)?;
-    }
-    p.follow_high_watermark(chunk.leader_hw);
-    Ok(())
-}
-
-/// For every partition in the truncate phase, asks the leader (one
-/// OffsetForLeaderEpoch request for all) where its latest epoch ends and
-/// cuts there; a partition moves on to fetching once the leader confirms
-/// its latest epoch (or its log has none).
-async fn truncate(
-    me: i32,
-    leader: i32,
-    conn: &mut Connection,
-    followed: &mut BTreeMap<Key, Followed>,
-) -> anyhow::Result<()> {
-    let mut asks = BTreeMap::new();
-    for (key, f) in followed.iter_mut() {
-        if f.phase != Phase::Truncate {
-            continue;
-        }
-        match f.assignment.partition.latest_epoch() {
-            Some(latest) => {
-                asks.insert(key.clone(), latest);
-            }
-            None => f.phase = Phase::Fetch,
-        }
-    }
-    if asks.is_empty() {
-        return Ok(());
-    }
-    let topics = by_topic(asks.iter())
-        .into_iter()
-        .map(|(topic, partitions)| {
-            let partitions = partitions
-                .into_iter()
-                .map(|(index, &latest)| {
-                    let epoch = followed[&(topic.to_string(), index)]
-                        .assignment
-                        .leader_epoch;
-                    OffsetForLeaderPartition::default()
-                        .with_partition(index)
-                        .with_current_leader_epoch(epoch)
-                        .with_leader_epoch(latest)
-                })
-                .collect();
-            OffsetForLeaderTopic::default()
-                .with_topic(crate::handlers::topic_name(topic))
-                .with_partitions(partitions)
-        })
-        .collect();
-    let request = OffsetForLeaderEpochRequest::default()
-        .with_replica_id(BrokerId(me))
-        .with_topics(topics);
-    let response = conn.send(&request, 4).await?;
-    let now = Instant::now();
-    let mut cuts = Vec::new();
-    for topic in response.topics {
-        let name = topic.topic.0.to_string();
-        for answer in topic.partitions {
-            let key = (name.clone(), answer.partition);
-            let (Some(f), Some(&latest)) = (followed.get_mut(&key), asks.get(&key)) else {
-                continue;
-            };
-            if answer.error_code != 0 {
-                let next = match outcome::next(answer.error_code, -1, -1) {
-                    Next::WaitForImage => Next::WaitForImage,
-                    _ => Next::Backoff,
-                };
-                f.report(&key, leader, trouble_of(next, answer.error_code, -1, -1));
-                f.phase = match next {
-                    Next::WaitForImage => Phase::WaitForImage,
-                    _ => Phase::Backoff(now + BACKOFF),
-                };
-                continue;
-            }
-            let leader_answer =
-                (answer.leader_epoch >= 0).then_some((answer.leader_epoch, answer.end_offset));
-            cuts.push((key, f.assignment.partition.clone(), latest, leader_answer));
-        }
-    }
-    let confirmed = tokio::task::spawn_blocking(move || {
-        cuts.into_iter()
-            .map(|(key, p, latest, answer)| {
-                let result = cut(&p, latest, answer);
-                (key, result)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await?;
-    for (key, result) in confirmed {
-        let Some(f) = followed.get_mut(&key) else {
-            continue;
-        };
-        match result {
-            Ok(true) => f.phase = Phase::Fetch,
-            Ok(false) => {}
-            Err(e) => {
-                f.report(&key, leader, Some(format!("cannot truncate: {e}")));
-                f.phase = Phase::Backoff(now + BACKOFF);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Cuts `p` where the leader's answer for its `latest` epoch says
-/// (KIP-101, KIP-279); returns whether the leader confirmed that epoch.
-fn cut(
-    p: &crate::partition::Partition,
-    latest: i32,
-    leader_answer: Option<(i32, i64)>,
-) -> anyhow::Result<bool> {
-    let (_, hw, end) = p.offsets();
-    let cut = replication::truncation(end, hw, leader_answer, |e| p.end_offset_for_epoch(e));
-    let confirmed = leader_answer.is_none_or(|(e, _)| e == latest);
-    if cut < end || !confirmed {
-        let leader = match leader_answer {
-            Some((epoch, offset)) => format!("leader's epoch {epoch} ends at {offset}"),
-            None => "leader has no such epoch".to_string(),
-        };
-        tracing::info!(
-            "partition {}-{} follower truncating from offset {end} to {cut} ({leader})",
-            p.topic,
-            p.index
-        );
-        if cut < p.log_start_offset() {
-            // Retention here already removed what the leader keeps: start
-            // over where the leader's history and ours part.
-            p.truncate_fully_and_start_at(cut)?;
-        } else {
-            // At the log end this still drops epochs the leader never had.
-            p.truncate_to(cut)?;
-        }
-    }
-    Ok(confirmed)
 }

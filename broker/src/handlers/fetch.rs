@@ -42,6 +42,37 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
     }
 }
 
+/// A follower's fetch counts its position at once, in request order, when
+/// it is read (Kafka updates follower state before the long poll too): a
+/// position report pipelined behind a long-polling fetch moves the high
+/// watermark without waiting for it. The long poll and the read are left
+/// to [`handle`]. Leadership, epoch and lease are checked as for the read;
+/// a refused partition is answered by the read.
+pub fn record_positions(broker: &Broker, request: &FetchRequest) {
+    let replica = request.replica_id.0;
+    if replica < 0 || request.session_id != 0 {
+        return;
+    }
+    let now = broker.now_ms();
+    let image = broker.image();
+    for topic in &request.topics {
+        let name = topic.topic.0.as_str();
+        for p in &topic.partitions {
+            let member = image
+                .partition(name, p.partition)
+                .is_some_and(|s| s.replicas.contains(&replica));
+            if !member {
+                continue;
+            }
+            let _ = broker.serve(name, p.partition, p.current_leader_epoch, |led| {
+                led.partition
+                    .on_follower_fetch(now, replica, crate::durable_end::position(p));
+                Ok(())
+            });
+        }
+    }
+}
+
 /// Registers `waiter` with every requested partition this broker holds: a
 /// follower's fetch for appends, a consumer's for high-watermark moves.
 fn watch(broker: &Broker, request: &FetchRequest, waiter: &Waiter) {
@@ -58,58 +89,81 @@ fn watch(broker: &Broker, request: &FetchRequest, waiter: &Waiter) {
     }
 }
 
-/// One pass over every requested partition, on a blocking thread:
-/// (response, bytes returned, whether any partition had an error).
+/// One pass over every requested partition: (response, bytes returned,
+/// whether any partition had an error). A pass that reads only active
+/// segments (followers and consumers at the tail) runs on this task; one
+/// that may read cold segments from disk runs on a blocking thread.
 async fn read_once(
     broker: &Arc<Broker>,
     request: &Arc<FetchRequest>,
     version: i16,
 ) -> (FetchResponse, usize, bool) {
+    if reads_hot(broker, request) {
+        return read_pass(broker, request, version);
+    }
     let (broker, request) = (broker.clone(), request.clone());
-    tokio::task::spawn_blocking(move || {
-        let mut budget = request.max_bytes.max(0) as usize;
-        let (mut total, mut errors) = (0, false);
-        let mut topics = Vec::new();
-        for topic in &request.topics {
-            let name = topic.topic.0.to_string();
-            let mut partitions = Vec::new();
-            for p in &topic.partitions {
-                let read = PartitionRead {
-                    topic: &name,
-                    p,
-                    budget,
-                    first: total == 0,
-                    version,
-                    replica: request.replica_id.0,
-                };
-                let data = read.answer(&broker);
-                let returned = data.records.as_ref().map_or(0, |r| r.len());
-                budget = budget.saturating_sub(returned);
-                total += returned;
-                errors |= data.error_code != 0;
-                partitions.push(data);
-            }
-            topics.push(
-                FetchableTopicResponse::default()
-                    .with_topic(topic_name(&name))
-                    .with_partitions(partitions),
-            );
+    tokio::task::spawn_blocking(move || read_pass(&broker, &request, version))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "fetch task failed");
+            (
+                FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code()),
+                0,
+                true,
+            )
+        })
+}
+
+/// Whether every requested partition this broker holds is read from its
+/// active segment.
+fn reads_hot(broker: &Broker, request: &FetchRequest) -> bool {
+    request.topics.iter().all(|topic| {
+        topic.partitions.iter().all(|p| {
+            broker
+                .partition(topic.topic.0.as_str(), p.partition)
+                .is_none_or(|partition| partition.reads_hot(p.fetch_offset))
+        })
+    })
+}
+
+fn read_pass(
+    broker: &Broker,
+    request: &FetchRequest,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
+    let mut budget = request.max_bytes.max(0) as usize;
+    let (mut total, mut errors) = (0, false);
+    let mut topics = Vec::new();
+    for topic in &request.topics {
+        let name = topic.topic.0.to_string();
+        let mut partitions = Vec::new();
+        for p in &topic.partitions {
+            let read = PartitionRead {
+                topic: &name,
+                p,
+                budget,
+                first: total == 0,
+                version,
+                replica: request.replica_id.0,
+            };
+            let data = read.answer(broker);
+            let returned = data.records.as_ref().map_or(0, |r| r.len());
+            budget = budget.saturating_sub(returned);
+            total += returned;
+            errors |= data.error_code != 0;
+            partitions.push(data);
         }
-        (
-            FetchResponse::default().with_responses(topics),
-            total,
-            errors,
-        )
-    })
-    .await
-    .unwrap_or_else(|e| {
-        tracing::error!(error = %e, "fetch task failed");
-        (
-            FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code()),
-            0,
-            true,
-        )
-    })
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(topic_name(&name))
+                .with_partitions(partitions),
+        );
+    }
+    (
+        FetchResponse::default().with_responses(topics),
+        total,
+        errors,
+    )
 }
 
 /// One partition of a fetch, with the response budget left for it.
@@ -161,16 +215,13 @@ impl PartitionRead<'_> {
         let (topic, p, version, replica) = (self.topic, self.p, self.version, self.replica);
         let (first, budget) = (self.first, self.budget);
         let data = self.empty();
-        // A follower's fetch reports its log end: the high watermark may move
-        // before we answer it, and it reads up to the log end, not the HW.
+        // A follower reads up to the log end, not the HW (its position was
+        // counted when its request arrived: `record_positions`).
         let follower = replica >= 0
             && broker
                 .image()
                 .partition(topic, p.partition)
                 .is_some_and(|s| s.replicas.contains(&replica));
-        if follower {
-            partition.on_follower_fetch(broker.now_ms(), replica, p.fetch_offset);
-        }
         let (start, hw, end) = partition.offsets();
         let limit = if follower { end } else { hw };
         let start = if version >= 5 { start } else { -1 };
@@ -182,7 +233,7 @@ impl PartitionRead<'_> {
         // one batch, so a consumer always makes progress.
         let max =
             (p.partition_max_bytes.max(0) as usize).min(if first { usize::MAX } else { budget });
-        if max == 0 && !first {
+        if (max == 0 && !first) || (follower && crate::durable_end::is_report(p)) {
             return data.with_records(Some(bytes::Bytes::new()));
         }
         let read = if follower {

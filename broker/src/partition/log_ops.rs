@@ -5,7 +5,9 @@
 use super::Partition;
 use crate::purgatory::Waiter;
 use storage::producer_state::ProducerState;
-use storage::{AppendInfo, CleanStats, LeaderEpoch, Offset, ReadError, ReadResult};
+use storage::{
+    AppendInfo, CleanStats, FlushPolicy, LeaderEpoch, Log, Offset, ReadError, ReadResult,
+};
 
 /// Which timed tasks are due in one maintenance pass.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,14 +24,41 @@ pub struct Due {
 
 impl Partition {
     /// As a follower: appends the leader's batches unchanged (its offsets
-    /// and epochs), then waits for the flush policy (`always`: synced), so
-    /// the next fetch reports only a durable log end. Blocking: call it off
-    /// the runtime's workers.
+    /// and epochs) without waiting for the flush policy. The write goes to
+    /// the page cache, so it runs on the calling task, as the leader's
+    /// appends do; [`make_durable`](Self::make_durable) waits for the sync,
+    /// and the fetcher reports it to the leader when it completes.
     pub fn append_as_follower(&self, records: &[u8], now_ms: i64) -> anyhow::Result<AppendInfo> {
         let info = self.log.lock().append_replicated(records, now_ms)?;
-        self.log.commit(&info, now_ms)?;
         self.appended.wake_all();
         Ok(info)
+    }
+
+    /// Returns once the flush policy is met below `end` (`always`: synced,
+    /// sharing syncs with concurrent callers). Blocking.
+    pub fn make_durable(&self, end: Offset, now_ms: i64) -> Result<(), storage::Failure> {
+        match self.flush {
+            FlushPolicy::Always => self.log.wait_durable(end, now_ms),
+            FlushPolicy::Interval(_) => self.log.flush_if_due(now_ms),
+            FlushPolicy::Never => Ok(()),
+        }
+    }
+
+    /// A follower's fetch position in one look at the log: (log start, log
+    /// end, durable end).
+    pub fn follower_position(&self) -> (Offset, Offset, Offset) {
+        let log = self.log.lock();
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            durable_end(&log, self.flush),
+        )
+    }
+
+    /// What this replica holds durably, as it reports to its leader: with
+    /// `always`, its synced end; otherwise its log end (Kafka's rule).
+    pub fn durable_end(&self) -> Offset {
+        durable_end(&self.log.lock(), self.flush)
     }
 
     /// Removes every record at or above `offset` (a follower's divergent
@@ -60,6 +89,13 @@ impl Partition {
         max_offset: Offset,
     ) -> Result<ReadResult, ReadError> {
         self.log.read(from_offset, max_bytes, max_offset)
+    }
+
+    /// Whether a read from `offset` touches only the active segment, the
+    /// bytes just written (in the page cache): such a read costs less than
+    /// the thread hop that would keep it off the runtime's workers.
+    pub fn reads_hot(&self, offset: Offset) -> bool {
+        offset >= self.log.lock().active_base_offset()
     }
 
     /// A consumer's read: like [`read`](Self::read), but without the
@@ -231,5 +267,14 @@ fn keep_nonempty_batches(bytes: &[u8], out: &mut Vec<u8>) {
         if records > 0 {
             out.extend_from_slice(&bytes[range]);
         }
+    }
+}
+
+/// What `log` holds durably under `flush`: the synced end with `always`,
+/// the log end otherwise.
+pub(super) fn durable_end(log: &Log, flush: FlushPolicy) -> Offset {
+    match flush {
+        FlushPolicy::Always => log.flushed_offset(),
+        _ => log.log_end_offset(),
     }
 }

@@ -187,12 +187,13 @@ impl Partition {
         }
     }
 
-    /// As a follower: the leader's high watermark, applied up to this
-    /// log's end (never lowered).
+    /// As a follower: the leader's high watermark, applied up to what this
+    /// replica holds durably (never lowered), so after a crash its
+    /// checkpointed high watermark is never above its recovered log.
     pub fn follow_high_watermark(&self, leader_hw: i64) {
         let moved = {
             let mut log = self.log.lock();
-            let hw = leader_hw.min(log.log_end_offset());
+            let hw = leader_hw.min(log_ops::durable_end(&log, self.flush));
             let moved = hw > log.high_watermark();
             if moved {
                 log.set_high_watermark(hw);
@@ -242,10 +243,7 @@ impl Partition {
     pub fn advance_high_watermark(&self) -> bool {
         let moved = {
             let mut log = self.log.lock();
-            let own_end = match self.flush {
-                FlushPolicy::Always => log.flushed_offset(),
-                _ => log.log_end_offset(),
-            };
+            let own_end = log_ops::durable_end(&log, self.flush);
             let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
             let Some(l) = leading.as_mut() else {
                 return false;
@@ -305,3 +303,6 @@ fn claim_dir(fs: &dyn FileSystem, dir: &std::path::Path, topic_id: Uuid) -> anyh
     storage::fs::write_atomically(fs, &path, expected.as_bytes())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
