@@ -51,6 +51,18 @@ pub fn between_checks<L: Standing, T>(
     }
 }
 
+/// Claim 3: an epoch a client sends is checked only when it is 1 or more
+/// (0 and -1 mean "none known"). Older than the partition's: fenced;
+/// newer: unknown.
+pub fn check_epoch(sent: i32, current: i32) -> Result<(), ResponseError> {
+    match sent {
+        ..=0 => Ok(()),
+        e if e < current => Err(ResponseError::FencedLeaderEpoch),
+        e if e > current => Err(ResponseError::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

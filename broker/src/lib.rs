@@ -13,6 +13,7 @@ pub mod acting;
 pub mod admin_cli;
 pub mod admin_groups_cli;
 pub mod admin_topic_io;
+pub mod clock;
 pub mod config;
 pub mod controller_cli;
 pub mod controller_link;

@@ -115,8 +115,8 @@ async fn maintain(broker: Arc<Broker>) {
             clean: ticks % clean_every == 0,
         };
         let partitions = broker.all_partitions();
+        let now = broker.wall_ms();
         let work = tokio::task::spawn_blocking(move || {
-            let now = crate::handlers::now_ms();
             for p in partitions {
                 p.maintain(now, due);
             }

@@ -40,8 +40,8 @@ pub struct Broker {
     pub coordinator: crate::coordinator::Coordinator,
     /// The replica fetchers, one per broker this one follows from.
     fetchers: crate::fetcher::Fetchers,
-    /// The monotonic clock the replication rules are given time from.
-    clock: std::time::Instant,
+    /// Where this broker reads time (`crate::clock`).
+    clock: Arc<dyn crate::clock::Clock>,
     /// When this broker acted as each partition's leader (claim 2 evidence).
     pub serve_windows: crate::serve_windows::ServeWindows,
     /// Producer-id blocks from the controller (KIP-730); an async lock,
@@ -63,7 +63,7 @@ impl Broker {
             session,
             coordinator: Default::default(),
             fetchers: Default::default(),
-            clock: std::time::Instant::now(),
+            clock: Arc::new(crate::clock::SystemClock::new()),
             producer_ids: Default::default(),
             _lock: lock,
         }))
@@ -71,7 +71,17 @@ impl Broker {
 
     /// Milliseconds on this broker's monotonic clock.
     pub fn now_ms(&self) -> u64 {
-        self.clock.elapsed().as_millis() as u64
+        self.clock.monotonic_ms()
+    }
+
+    /// Wall-clock milliseconds (timestamps, retention, serve windows).
+    pub fn wall_ms(&self) -> i64 {
+        self.clock.wall_ms()
+    }
+
+    /// The clock, for the tasks this broker starts.
+    pub fn clock(&self) -> Arc<dyn crate::clock::Clock> {
+        self.clock.clone()
     }
 
     /// This broker's node id.
@@ -165,7 +175,9 @@ impl Broker {
             p.wake_all();
         }
         self.fetchers
-            .update(me, &image, |name, index| self.partition(name, index));
+            .update(me, &image, &self.clock, |name, index| {
+                self.partition(name, index)
+            });
         self.coordinator.on_image(self, &image);
         for p in removed {
             p.wake_all();
@@ -229,7 +241,7 @@ impl Broker {
         let state = image
             .partition(topic, index)
             .ok_or(ResponseError::UnknownTopicOrPartition)?;
-        crate::handlers::check_epoch(sent_epoch, state.leader_epoch)?;
+        crate::acting::check_epoch(sent_epoch, state.leader_epoch)?;
         let standing = Standing {
             image_leader: state.leader,
             image_applied: image.applied,
@@ -262,7 +274,7 @@ impl Broker {
     ) -> Result<T, ResponseError> {
         crate::acting::between_checks(
             || self.leader(topic, index, sent_epoch),
-            crate::handlers::now_ms,
+            || self.wall_ms(),
             act,
             |led, at| {
                 self.serve_windows

@@ -210,10 +210,10 @@ impl Shard {
             if led.partition.isr_len(led.leader_epoch) < min_isr {
                 return Err(ResponseError::CoordinatorNotAvailable);
             }
-            let batch = records::batch(entries, crate::handlers::now_ms());
+            let batch = records::batch(entries, broker.wall_ms());
             let info = led
                 .partition
-                .append(&batch, led.leader_epoch, crate::handlers::now_ms())
+                .append(&batch, led.leader_epoch, broker.wall_ms())
                 .map_err(|e| {
                     tracing::warn!(error = %e, "offsets append refused");
                     match e {
@@ -249,7 +249,7 @@ impl Pending {
     /// Waits until the write is committed (synced, and the high watermark
     /// past it), with Kafka's error mapping for the group APIs.
     pub async fn replicated(self, broker: &Broker) -> Result<i64, ResponseError> {
-        let now = crate::handlers::now_ms();
+        let now = broker.wall_ms();
         self.partition.commit(self.info, now).await.map_err(|e| {
             tracing::error!(error = %e, "offsets commit failed");
             ResponseError::NotCoordinator

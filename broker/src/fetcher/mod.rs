@@ -24,6 +24,7 @@ mod outcome;
 mod session;
 mod truncate;
 
+use crate::clock::Clock;
 use crate::image::MetadataImage;
 use crate::partition::Partition;
 use std::collections::{BTreeMap, HashMap};
@@ -124,11 +125,12 @@ impl Fetchers {
     /// Gives each source broker's fetcher the partitions `image` says this
     /// broker (`me`) follows from it; starts fetchers for new sources (or a
     /// source at a new address) and stops the others. `replica` finds the
-    /// open replica of a partition.
+    /// open replica of a partition; `clock` stamps what they append.
     pub fn update(
         &self,
         me: i32,
         image: &MetadataImage,
+        clock: &Arc<dyn Clock>,
         replica: impl Fn(&str, i32) -> Option<Arc<Partition>>,
     ) {
         let mut wanted: HashMap<i32, (String, BTreeMap<Key, Assignment>)> = HashMap::new();
@@ -156,7 +158,7 @@ impl Fetchers {
         for (leader, (addr, partitions)) in wanted {
             let fetcher = match by_leader.remove(&leader) {
                 Some(f) if f.addr == addr => f,
-                _ => start(me, leader, addr),
+                _ => start(me, leader, addr, clock.clone()),
             };
             fetcher.assigned.set(partitions);
             kept.insert(leader, fetcher);
@@ -165,9 +167,15 @@ impl Fetchers {
     }
 }
 
-fn start(me: i32, leader: i32, addr: String) -> SourceFetcher {
+fn start(me: i32, leader: i32, addr: String, clock: Arc<dyn Clock>) -> SourceFetcher {
     let assigned = Arc::new(Assigned::new());
-    let task = tokio::spawn(session::run(me, leader, addr.clone(), assigned.clone()));
+    let task = tokio::spawn(session::run(
+        me,
+        leader,
+        addr.clone(),
+        assigned.clone(),
+        clock,
+    ));
     SourceFetcher {
         addr,
         assigned,

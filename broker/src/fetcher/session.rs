@@ -12,6 +12,7 @@
 use super::link::Link;
 use super::outcome::{self, Next};
 use super::{Assigned, Assignment, Key};
+use crate::clock::Clock;
 use crate::partition::Partition;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use kafka_protocol::messages::fetch_response::FetchResponse;
@@ -112,7 +113,13 @@ enum Ended {
 
 /// Follows the partitions `assigned` from broker `leader` at `addr` until
 /// aborted.
-pub async fn run(me: i32, leader: i32, addr: String, assigned: Arc<Assigned>) {
+pub async fn run(
+    me: i32,
+    leader: i32,
+    addr: String,
+    assigned: Arc<Assigned>,
+    clock: Arc<dyn Clock>,
+) {
     let mut followed: BTreeMap<Key, Followed> = BTreeMap::new();
     let mut down: Option<String> = None;
     loop {
@@ -126,6 +133,7 @@ pub async fn run(me: i32, leader: i32, addr: String, assigned: Arc<Assigned>) {
                     leader,
                     link: &mut link,
                     assigned: &assigned,
+                    clock: clock.as_ref(),
                     followed: &mut followed,
                     sent: VecDeque::new(),
                     syncing: None,
@@ -168,6 +176,7 @@ struct Session<'a> {
     leader: i32,
     link: &'a mut Link,
     assigned: &'a Assigned,
+    clock: &'a dyn Clock,
     followed: &'a mut BTreeMap<Key, Followed>,
     /// Fetches in flight, oldest first (responses come in this order).
     sent: VecDeque<Sent>,
@@ -246,7 +255,7 @@ impl Session<'_> {
             self.send(&due, true).await?;
         }
         if self.syncing.is_none() {
-            self.syncing = start_sync(self.followed);
+            self.syncing = start_sync(self.followed, self.clock.wall_ms());
         }
         Ok(())
     }
@@ -298,7 +307,7 @@ impl Session<'_> {
             anyhow::bail!("fetch refused with error {}", response.error_code);
         }
         let now = Instant::now();
-        let now_ms = crate::handlers::now_ms();
+        let now_ms = self.clock.wall_ms();
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for data in topic.partitions {
@@ -401,7 +410,7 @@ fn truncate_fully(p: &Partition, at: i64) -> anyhow::Result<()> {
 
 /// Starts a sync of every followed partition holding records not yet
 /// durable, on a blocking thread; `None` if there are none.
-fn start_sync(followed: &BTreeMap<Key, Followed>) -> Option<JoinHandle<Synced>> {
+fn start_sync(followed: &BTreeMap<Key, Followed>, now_ms: i64) -> Option<JoinHandle<Synced>> {
     let work: Vec<(Key, Arc<Partition>, i64)> = followed
         .iter()
         .filter_map(|(key, f)| {
@@ -413,7 +422,6 @@ fn start_sync(followed: &BTreeMap<Key, Followed>) -> Option<JoinHandle<Synced>> 
     if work.is_empty() {
         return None;
     }
-    let now_ms = crate::handlers::now_ms();
     Some(tokio::task::spawn_blocking(move || {
         work.into_iter()
             .map(|(key, p, end)| {

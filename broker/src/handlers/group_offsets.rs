@@ -146,7 +146,7 @@ pub async fn offset_commit(
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = request.group_id.0.to_string();
-    let now = super::now_ms();
+    let now = broker.wall_ms();
     let mut items: Vec<CommitItem> = request
         .topics
         .iter()

@@ -15,15 +15,8 @@ use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+pub use crate::acting::check_epoch;
 pub use crate::dispatch::api_versions_body as api_versions;
-
-/// Wall-clock milliseconds since the epoch (for batch timestamps and
-/// retention; decisions that need monotonic time take it as a parameter).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// A protocol string.
 pub fn str_bytes(s: &str) -> StrBytes {
@@ -33,18 +26,6 @@ pub fn str_bytes(s: &str) -> StrBytes {
 /// A protocol topic name.
 pub fn topic_name(s: &str) -> TopicName {
     TopicName(str_bytes(s))
-}
-
-/// Claim 3: an epoch a client sends is checked only when it is 1 or more
-/// (0 and -1 mean "none known"). Older than the partition's: fenced;
-/// newer: unknown.
-pub fn check_epoch(sent: i32, current: i32) -> Result<(), ResponseError> {
-    match sent {
-        ..=0 => Ok(()),
-        e if e < current => Err(ResponseError::FencedLeaderEpoch),
-        e if e > current => Err(ResponseError::UnknownLeaderEpoch),
-        _ => Ok(()),
-    }
 }
 
 /// Errors after which a client should look for the partition's leader.

@@ -3,7 +3,7 @@
 //! appends, in request order; the future it returns waits for the flush
 //! policy (pipelined requests share fdatasyncs) and builds the response.
 
-use super::{check_epoch, now_ms, topic_name};
+use super::{check_epoch, topic_name};
 use crate::partition::Partition;
 use crate::purgatory::Waiter;
 use crate::state::Broker;
@@ -49,7 +49,7 @@ pub async fn prepare(
     }
     let broker = broker.clone();
     async move {
-        let now = now_ms();
+        let now = broker.wall_ms();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut topics: Vec<TopicProduceResponse> = Vec::new();
         let mut endpoints: Vec<NodeEndpoint> = Vec::new();
@@ -214,7 +214,7 @@ async fn append(
         check_tokens(&records, led.leader_epoch)?;
         let info = led
             .partition
-            .append(&records, led.leader_epoch, now_ms())
+            .append(&records, led.leader_epoch, broker.wall_ms())
             .map_err(|e| {
                 tracing::debug!(topic, partition = index, error = %e, "produce refused");
                 append_error_code(&e)
