@@ -254,7 +254,7 @@ impl Pending {
             tracing::error!(error = %e, "offsets commit failed");
             ResponseError::NotCoordinator
         })?;
-        let wait = crate::handlers::produce::Replicated {
+        let wait = crate::replica_wait::Replicated {
             topic: OFFSETS_TOPIC,
             index: self.index,
             epoch: self.epoch,

@@ -5,7 +5,6 @@
 
 use super::{check_epoch, topic_name};
 use crate::partition::Partition;
-use crate::purgatory::Waiter;
 use crate::state::Broker;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
@@ -62,7 +61,7 @@ pub async fn prepare(
                     });
                     let replicated = match (local, acks) {
                         (Ok(()), -1) => {
-                            let wait = Replicated {
+                            let wait = crate::replica_wait::Replicated {
                                 topic: &name,
                                 index,
                                 epoch,
@@ -124,63 +123,6 @@ pub async fn prepare(
                 .with_responses(topics)
                 .with_node_endpoints(endpoints)
         })
-    }
-}
-
-/// What an acks=all produce (or a group coordinator's write) waits for.
-pub struct Replicated<'a> {
-    /// Topic.
-    pub topic: &'a str,
-    /// Partition.
-    pub index: i32,
-    /// The leader epoch the write was appended in.
-    pub epoch: i32,
-    /// ISR members the write needs.
-    pub min_isr: usize,
-}
-
-impl Replicated<'_> {
-    /// Waits (the produce purgatory) until the high watermark passes
-    /// `last_offset`, then checks the ISR still has `min_isr` members; fails
-    /// if leadership in `epoch` ends or the request's time runs out.
-    pub async fn until(
-        &self,
-        broker: &Broker,
-        partition: &Partition,
-        last_offset: i64,
-        deadline: tokio::time::Instant,
-    ) -> Result<(), ResponseError> {
-        let waiter = Waiter::new();
-        loop {
-            // Registered before the check, so no move in between is missed.
-            partition.watch_high_watermark(&waiter);
-            let passed = broker.serve(self.topic, self.index, -1, |led| {
-                if led.leader_epoch != self.epoch {
-                    return Err(ResponseError::NotLeaderOrFollower);
-                }
-                if partition.offsets().1 <= last_offset {
-                    return Ok(false);
-                }
-                match partition.isr_len(self.epoch) >= self.min_isr {
-                    true => Ok(true),
-                    false => Err(ResponseError::NotEnoughReplicasAfterAppend),
-                }
-            });
-            match passed {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e @ ResponseError::NotEnoughReplicasAfterAppend) => return Err(e),
-                Err(_) => return Err(ResponseError::NotLeaderOrFollower),
-            }
-            // Woken by this partition's high-watermark moves and leadership
-            // changes; the lease is rechecked at least every 100 ms.
-            let tick = tokio::time::Instant::now() + Duration::from_millis(100);
-            if !waiter.wait_until(deadline.min(tick)).await
-                && tokio::time::Instant::now() >= deadline
-            {
-                return Err(ResponseError::RequestTimedOut);
-            }
-        }
     }
 }
 
