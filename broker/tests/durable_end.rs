@@ -133,3 +133,43 @@ async fn the_leader_counts_a_followers_durable_end_and_a_pipelined_report_moves_
     assert_eq!(report.responses[0].partitions[0].high_watermark, 2);
     cluster.signal_broker(follower, Signal::CONT);
 }
+
+/// The real followers: each sync they complete is reported at once, not
+/// with their next fetch (which long-polls 500 ms when nothing new comes).
+/// Sequential acks=all produces (one in flight, so nothing new arrives
+/// while one waits) would each take a long poll without the report: 20 of
+/// them at least 10 s. With it, each takes a few milliseconds; the bound
+/// leaves a wide margin for a loaded machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followers_completed_sync_acknowledges_without_waiting_for_its_long_poll() {
+    const SENDS: u32 = 20;
+    let cluster = LocalCluster::start_with_topic(TOPIC).await;
+    let bootstrap = format!("{},{}", cluster.broker_addr(1), cluster.broker_addr(2));
+    let producer = client::Producer::new(client::ProducerConfig::new(&bootstrap))
+        .await
+        .expect("producer");
+    // The first send also finds the leader and starts the followers.
+    let first = client::Record::new(TOPIC, "warm-up").with_partition(0);
+    producer
+        .send(first)
+        .await
+        .expect("send")
+        .await
+        .expect("ack");
+    let start = Instant::now();
+    for i in 0..SENDS {
+        let record = client::Record::new(TOPIC, i.to_string()).with_partition(0);
+        producer
+            .send(record)
+            .await
+            .expect("send")
+            .await
+            .expect("ack");
+    }
+    let took = start.elapsed();
+    eprintln!("{SENDS} sequential acks=all produces took {took:?}");
+    assert!(
+        took < Duration::from_millis(500) * SENDS / 2,
+        "{SENDS} sequential acknowledgements took {took:?}: a long poll each"
+    );
+}
