@@ -188,8 +188,14 @@ impl Session<'_> {
     /// Truncates, fetches, syncs and reports until the connection fails.
     async fn serve(&mut self) -> Ended {
         let mut changes = self.assigned.subscribe();
+        // Whether the assignments may have changed since last taken in
+        // (`changed()` below marks a change seen before the loop takes it).
+        let mut stale = true;
         loop {
-            sync(&self.assigned.current(&mut changes), self.followed);
+            if stale || changes.has_changed().unwrap_or(true) {
+                sync(&self.assigned.current(&mut changes), self.followed);
+                stale = false;
+            }
             if let Err(e) = self.step().await {
                 return Ended::Failed(e);
             }
@@ -217,6 +223,7 @@ impl Session<'_> {
                     }
                 }
                 _ = changes.changed() => {
+                    stale = true;
                     if fetching {
                         return Ended::Reassigned;
                     }
@@ -243,7 +250,15 @@ impl Session<'_> {
                 f.phase = Phase::Fetch;
             }
         }
-        let positions = self.positions();
+        // One look at each log per step: the fetch, the report and the
+        // sync job all start from it (only this task appends, so it holds
+        // until the step ends).
+        let all = self.positions();
+        let positions: BTreeMap<Key, Position> = all
+            .iter()
+            .filter(|(key, _)| self.followed[*key].phase == Phase::Fetch)
+            .map(|(key, p)| (key.clone(), *p))
+            .collect();
         if !self.sent.iter().any(|s| !s.report) && !positions.is_empty() {
             self.send(&positions, false).await?;
         }
@@ -255,16 +270,15 @@ impl Session<'_> {
             self.send(&due, true).await?;
         }
         if self.syncing.is_none() {
-            self.syncing = start_sync(self.followed, self.clock.wall_ms());
+            self.syncing = start_sync(self.followed, &all, self.clock.wall_ms());
         }
         Ok(())
     }
 
-    /// Where each fetching partition's next read starts.
+    /// Where each followed partition's next read would start.
     fn positions(&self) -> BTreeMap<Key, Position> {
         self.followed
             .iter()
-            .filter(|(_, f)| f.phase == Phase::Fetch)
             .map(|(key, f)| {
                 let (start, end, durable) = f.assignment.partition.follower_position();
                 (key.clone(), (end, start, durable))
@@ -410,13 +424,20 @@ fn truncate_fully(p: &Partition, at: i64) -> anyhow::Result<()> {
 
 /// Starts a sync of every followed partition holding records not yet
 /// durable, on a blocking thread; `None` if there are none.
-fn start_sync(followed: &BTreeMap<Key, Followed>, now_ms: i64) -> Option<JoinHandle<Synced>> {
-    let work: Vec<(Key, Arc<Partition>, i64)> = followed
+fn start_sync(
+    followed: &BTreeMap<Key, Followed>,
+    positions: &BTreeMap<Key, Position>,
+    now_ms: i64,
+) -> Option<JoinHandle<Synced>> {
+    let work: Vec<(Key, Arc<Partition>, i64)> = positions
         .iter()
-        .filter_map(|(key, f)| {
-            let p = &f.assignment.partition;
-            let (_, end, durable) = p.follower_position();
-            (durable < end).then(|| (key.clone(), p.clone(), end))
+        .filter(|(_, (end, _, durable))| durable < end)
+        .map(|(key, (end, _, _))| {
+            (
+                key.clone(),
+                followed[key].assignment.partition.clone(),
+                *end,
+            )
         })
         .collect();
     if work.is_empty() {
