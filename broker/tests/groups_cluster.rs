@@ -71,6 +71,19 @@ impl Member {
         }
     }
 
+    /// "running", or how its process ended.
+    fn status(&mut self) -> String {
+        match self {
+            Member::Process(child) => match child.try_wait() {
+                Ok(None) => "running".to_string(),
+                Ok(Some(status)) => format!("exited ({status})"),
+                Err(e) => format!("unknown ({e})"),
+            },
+            Member::Task(task, _) if task.is_finished() => "ended".to_string(),
+            Member::Task(..) => "running".to_string(),
+        }
+    }
+
     async fn wait(&mut self) {
         match self {
             Member::Process(child) => {
@@ -101,8 +114,15 @@ fn member(client: &str, bootstrap: &str, group: &str, log: &Path, assignor: &str
         .args([client, bootstrap, group, TOPIC])
         .arg(log)
         .args([&SESSION_MS.to_string(), assignor])
+        .stderr(stderr_file(log))
         .spawn()
         .expect("start a group member")
+}
+
+/// The member's stderr goes beside its log, for a failure report.
+fn stderr_file(log: &Path) -> std::process::Stdio {
+    std::fs::File::create(log.with_extension("jsonl.stderr"))
+        .map_or_else(|_| std::process::Stdio::inherit(), Into::into)
 }
 
 fn bootstrap_of(cluster: &LocalCluster) -> String {
@@ -205,7 +225,7 @@ impl Run {
 
     /// Waits until the live members' current assignments cover every
     /// partition exactly once (each live member owning some); the time.
-    fn wait_assigned(&self, timeout: Duration) -> Duration {
+    fn wait_assigned(&mut self, timeout: Duration) -> Duration {
         let start = Instant::now();
         loop {
             let logs = self.logs();
@@ -225,12 +245,38 @@ impl Run {
             if covered && live.iter().all(|l| !l.current().is_empty()) {
                 return start.elapsed();
             }
-            assert!(
-                start.elapsed() < timeout,
-                "partitions not reassigned in {timeout:?}: {owners:?}"
-            );
+            if start.elapsed() >= timeout {
+                panic!(
+                    "partitions not reassigned in {timeout:?}: {owners:?}\n{}",
+                    self.report()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Each member's state for a failure message: whether its process is
+    /// still running, what it owns, and the tails of its client library's
+    /// log and its stderr.
+    fn report(&mut self) -> String {
+        let logs = self.logs();
+        let mut text = String::new();
+        for (i, member) in self.members.iter_mut().enumerate() {
+            let path = self.dir.path().join(format!("m{i}.jsonl"));
+            text += &format!(
+                "member {i}: {}, owns {:?}\n",
+                member.status(),
+                logs[i].current()
+            );
+            for side in ["jsonl.client", "jsonl.stderr"] {
+                let lines = std::fs::read_to_string(path.with_extension(side)).unwrap_or_default();
+                let lines: Vec<&str> = lines.lines().collect();
+                for line in &lines[lines.len().saturating_sub(25)..] {
+                    text += &format!("  [{side}] {line}\n");
+                }
+            }
+        }
+        text
     }
 
     fn kill_member(&mut self, i: usize) {
@@ -386,7 +432,7 @@ async fn coordinator_broker(cluster: &LocalCluster, group: &str, alive: i32) -> 
 async fn confluent_group_survives_a_coordinator_kill() {
     let _one = ONE_CLUSTER.lock().await;
     let group = "confluent-coordinator-kill".to_string();
-    let run = Run::start("confluent", "cooperative-sticky", &group).await;
+    let mut run = Run::start("confluent", "cooperative-sticky", &group).await;
     run.wait_assigned(Duration::from_secs(60));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let victim = coordinator_broker(&run.cluster, &group, 1).await;

@@ -8,12 +8,15 @@ killed with SIGKILL at any moment):
   {"ev": "committed", "t": wall_ms, "offsets": [[p, offset], ...]}
   {"ev": "commit_failed", "t": wall_ms, "error": "..."}
 Consumes until SIGTERM, committing synchronously after every poll that
-returned records, then closes (final commit, LeaveGroup).
+returned records, then closes (final commit, LeaveGroup). The client
+library's own log (INFO and up) goes to LOGFILE.client, for a failed test
+to show.
 
 Usage: group_member.py {confluent,kafka-python} BOOTSTRAP GROUP TOPIC LOGFILE SESSION_MS [ASSIGNOR]
 """
 
 import json
+import logging
 import signal
 import sys
 import time
@@ -126,6 +129,8 @@ def main():
     client, bootstrap, group, topic, path, session_ms = sys.argv[1:7]
     assignor = sys.argv[7] if len(sys.argv) > 7 else "range"
     signal.signal(signal.SIGTERM, on_term)
+    logging.basicConfig(filename=path + ".client", level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log = Log(path)
     run = {"confluent": run_confluent, "kafka-python": run_kafka_python}[client]
     run(bootstrap, group, topic, log, int(session_ms), assignor)
