@@ -71,6 +71,15 @@ impl Member {
         }
     }
 
+    /// Asks a client process to print its threads' stacks to its stderr.
+    fn dump_stacks(&self) {
+        if let Member::Process(child) = self {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, Signal::USR1);
+            }
+        }
+    }
+
     /// "running", or how its process ended.
     fn status(&mut self) -> String {
         match self {
@@ -260,7 +269,11 @@ impl Run {
     /// log and its stderr.
     fn report(&mut self) -> String {
         let logs = self.logs();
-        let mut text = String::new();
+        let mut text = self.group_described();
+        for m in &self.members {
+            m.dump_stacks();
+        }
+        std::thread::sleep(Duration::from_millis(500));
         for (i, member) in self.members.iter_mut().enumerate() {
             let path = self.dir.path().join(format!("m{i}.jsonl"));
             text += &format!(
@@ -268,15 +281,31 @@ impl Run {
                 member.status(),
                 logs[i].current()
             );
-            for side in ["jsonl.client", "jsonl.stderr"] {
+            for (side, tail) in [("jsonl.client", 40), ("jsonl.stderr", 100)] {
                 let lines = std::fs::read_to_string(path.with_extension(side)).unwrap_or_default();
                 let lines: Vec<&str> = lines.lines().collect();
-                for line in &lines[lines.len().saturating_sub(25)..] {
+                for line in &lines[lines.len().saturating_sub(tail)..] {
                     text += &format!("  [{side}] {line}\n");
                 }
             }
         }
         text
+    }
+
+    /// The coordinator's view of the group (`baton admin group describe`).
+    fn group_described(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["admin", "--bootstrap", &self.bootstrap, "group", "describe"])
+            .arg(&self.group)
+            .output();
+        match out {
+            Ok(o) => format!(
+                "the coordinator's view:\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => format!("group describe failed: {e}\n"),
+        }
     }
 
     fn kill_member(&mut self, i: usize) {

@@ -10,11 +10,12 @@ killed with SIGKILL at any moment):
 Consumes until SIGTERM, committing synchronously after every poll that
 returned records, then closes (final commit, LeaveGroup). The client
 library's own log (INFO and up) goes to LOGFILE.client, for a failed test
-to show.
+to show; SIGUSR1 dumps every thread's stack to stderr (a hung client).
 
 Usage: group_member.py {confluent,kafka-python} BOOTSTRAP GROUP TOPIC LOGFILE SESSION_MS [ASSIGNOR]
 """
 
+import faulthandler
 import json
 import logging
 import signal
@@ -129,6 +130,7 @@ def main():
     client, bootstrap, group, topic, path, session_ms = sys.argv[1:7]
     assignor = sys.argv[7] if len(sys.argv) > 7 else "range"
     signal.signal(signal.SIGTERM, on_term)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(filename=path + ".client", level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log = Log(path)
