@@ -147,9 +147,11 @@ impl Shard {
             group: group_id.to_string(),
         };
         let snapshot = entry.group.snapshot();
+        let (generation, state) = (entry.group.generation(), entry.group.state());
         let pending = self.append(broker, &[Entry::Group(key, Some(snapshot))]);
         let (broker, shard) = (broker.clone(), self.clone());
         let group = group_id.to_string();
+        let started = std::time::Instant::now();
         tokio::spawn(async move {
             let written = match pending {
                 Ok(p) => p.replicated(&broker).await,
@@ -157,6 +159,16 @@ impl Shard {
             };
             match written {
                 Ok(_) => {
+                    // Kafka logs each stored generation at INFO too: the
+                    // trail a stuck rebalance is traced by.
+                    tracing::info!(
+                        group,
+                        generation,
+                        state = state.name(),
+                        replies = replies.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "group metadata stored"
+                    );
                     for (tx, reply) in replies {
                         let _ = tx.send(reply);
                     }

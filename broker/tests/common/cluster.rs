@@ -26,8 +26,8 @@ pub struct LocalCluster {
 }
 
 /// `BATON_LOG` for the processes: `TEST_BATON_LOG`, else warnings only.
-fn log_env() -> [(&'static str, String); 1] {
-    let level = std::env::var("TEST_BATON_LOG").unwrap_or("warn".into());
+fn log_env(filter: Option<&str>) -> [(&'static str, String); 1] {
+    let level = std::env::var("TEST_BATON_LOG").unwrap_or(filter.unwrap_or("warn").into());
     [("BATON_LOG", level)]
 }
 
@@ -125,7 +125,7 @@ impl LocalCluster {
 
     /// As `start`, with more `baton local-cluster` arguments.
     pub fn start_with(brokers: u16, controllers: u16, extra: &[&str]) -> LocalCluster {
-        Self::spawn(brokers, controllers, extra, None)
+        Self::spawn(brokers, controllers, extra, None, None)
     }
 
     /// As `start`, with every node logging at the default level (no
@@ -133,11 +133,24 @@ impl LocalCluster {
     /// with the node) collected into the returned lines as they come.
     pub fn start_logged(brokers: u16, controllers: u16) -> (LocalCluster, Logs) {
         let logs = Logs::default();
-        let cluster = Self::spawn(brokers, controllers, &[], Some(logs.clone()));
+        let cluster = Self::spawn(brokers, controllers, &[], Some(logs.clone()), None);
         (cluster, logs)
     }
 
-    fn spawn(brokers: u16, controllers: u16, extra: &[&str], logs: Option<Logs>) -> LocalCluster {
+    /// As `start`, with every node's `BATON_LOG` set to `filter` (unless
+    /// `TEST_BATON_LOG` overrides it), e.g. one module at INFO whose
+    /// trail a flaky failure needs.
+    pub fn start_filtered(brokers: u16, controllers: u16, filter: &str) -> LocalCluster {
+        Self::spawn(brokers, controllers, &[], None, Some(filter))
+    }
+
+    fn spawn(
+        brokers: u16,
+        controllers: u16,
+        extra: &[&str],
+        logs: Option<Logs>,
+        filter: Option<&str>,
+    ) -> LocalCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base(brokers, controllers).to_string();
         let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
@@ -150,7 +163,7 @@ impl LocalCluster {
             .arg(dir.path());
         match &logs {
             Some(_) => command.env_remove("BATON_LOG").stderr(Stdio::piped()),
-            None => command.envs(log_env()).stderr(Stdio::inherit()),
+            None => command.envs(log_env(filter)).stderr(Stdio::inherit()),
         };
         let mut child = command
             .stdout(Stdio::piped())
@@ -302,7 +315,7 @@ impl LocalCluster {
             .args(["--controllers", &quorum.join(","), "--listen", &addr])
             .arg("--data-dir")
             .arg(self.broker_dir(id))
-            .envs(log_env())
+            .envs(log_env(None))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
