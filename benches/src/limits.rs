@@ -29,6 +29,68 @@ pub fn disk_limit_median(dir: &Path) -> (f64, [f64; 3]) {
     (median(&runs), runs)
 }
 
+/// How a disk takes a long run of synced appends: this class of virtual
+/// disk writes the first one to two gigabytes of a run at full speed, then
+/// falls to a much lower sustained rate.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskProfile {
+    /// MB/s over the first [`STEP`] bytes.
+    pub burst_mb_s: f64,
+    /// MB/s over the second half of the bytes written.
+    pub sustained_mb_s: f64,
+    /// Bytes written before a step first ran below half the burst rate
+    /// (all of them if none did).
+    pub burst_bytes: u64,
+}
+
+/// The step a [`DiskProfile`] is timed in.
+pub const STEP: u64 = 256 << 20;
+
+/// Sequential 1 MiB appends, each followed by fdatasync, `total` bytes in
+/// one new file under `dir`, timed per [`STEP`].
+pub fn disk_profile(dir: &Path, total: u64) -> DiskProfile {
+    let path = dir.join("disk-profile");
+    let mut f = std::fs::File::create(&path).expect("create");
+    let chunk = vec![9u8; 1 << 20];
+    let mut steps = Vec::new();
+    let mut step_start = Instant::now();
+    for i in 1..=total >> 20 {
+        f.write_all(&chunk).expect("write");
+        f.sync_data().expect("fdatasync");
+        if (i << 20) % STEP == 0 {
+            steps.push(step_start.elapsed().as_secs_f64());
+            step_start = Instant::now();
+        }
+    }
+    let _ = std::fs::remove_file(path);
+    profile_of(&steps)
+}
+
+/// The profile of per-[`STEP`] write times in seconds.
+///
+/// `[0.2, 0.2, 2.0, 2.0]` → burst 1342 MB/s, sustained 134 MB/s, burst
+/// bytes 2 steps.
+pub fn profile_of(step_secs: &[f64]) -> DiskProfile {
+    let rate = |secs: &[f64]| (secs.len() as u64 * STEP) as f64 / secs.iter().sum::<f64>() / 1e6;
+    let Some(first) = step_secs.first() else {
+        return DiskProfile {
+            burst_mb_s: f64::NAN,
+            sustained_mb_s: f64::NAN,
+            burst_bytes: 0,
+        };
+    };
+    let burst_mb_s = rate(&[*first]);
+    let fast = step_secs
+        .iter()
+        .take_while(|s| rate(&[**s]) >= burst_mb_s / 2.0)
+        .count();
+    DiskProfile {
+        burst_mb_s,
+        sustained_mb_s: rate(&step_secs[step_secs.len() / 2..]),
+        burst_bytes: fast as u64 * STEP,
+    }
+}
+
 /// The middle value (the upper middle of an even count); NaN of none.
 ///
 /// `[5.0, 1.0, 3.0]` → `3.0`.
@@ -40,7 +102,7 @@ pub fn median(values: &[f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, profile_of, STEP};
 
     #[test]
     fn median_is_the_middle_of_the_sorted_values() {
@@ -48,5 +110,23 @@ mod tests {
         assert_eq!(median(&[2.0, 9.0, 4.0, 7.0]), 7.0);
         assert_eq!(median(&[8.0]), 8.0);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn a_profile_splits_the_burst_from_the_sustained_rate() {
+        let p = profile_of(&[0.2, 0.2, 2.0, 2.0]);
+        let step_mb = STEP as f64 / 1e6;
+        assert!((p.burst_mb_s - step_mb / 0.2).abs() < 1e-6);
+        assert!((p.sustained_mb_s - step_mb / 2.0).abs() < 1e-6);
+        assert_eq!(p.burst_bytes, 2 * STEP);
+        // A disk that never slows: all of it is burst.
+        let even = profile_of(&[0.5, 0.5, 0.5]);
+        assert_eq!(even.burst_bytes, 3 * STEP);
+        assert!((even.sustained_mb_s - even.burst_mb_s).abs() < 1e-6);
+        // A dip that is not below half does not end the burst; one just
+        // below half does.
+        assert_eq!(profile_of(&[0.2, 0.39, 0.2, 1.0]).burst_bytes, 3 * STEP);
+        assert_eq!(profile_of(&[0.2, 0.45, 0.2]).burst_bytes, STEP);
+        assert!(profile_of(&[]).burst_mb_s.is_nan());
     }
 }
