@@ -28,6 +28,7 @@ pub mod local_cluster;
 pub mod partition;
 pub mod producer_ids;
 pub mod purgatory;
+pub mod replica_manager;
 pub mod replica_wait;
 pub mod roles;
 pub mod serve_windows;

@@ -3,14 +3,16 @@
 
 use super::records::{self, Committed, Entry, Key, OFFSETS_TOPIC};
 use crate::partition::Partition;
+use crate::replica_manager::{append_records, AppendEntry, AppendResults};
 use crate::state::Broker;
 use groups::{Effects, Group, Reply, Waiter};
 use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use storage::AppendInfo;
 use tokio::sync::oneshot;
 
 /// How long a write to the offsets partition may wait for replication
@@ -52,14 +54,9 @@ impl GroupEntry {
     }
 }
 
-/// A write appended under the shard's lock, to be replicated outside it.
-pub struct Pending {
-    partition: Arc<Partition>,
-    info: AppendInfo,
-    epoch: i32,
-    min_isr: usize,
-    index: i32,
-}
+/// A write appended under the shard's lock, to be replicated outside it:
+/// the replica manager's second phase.
+pub struct Pending(Pin<Box<dyn Future<Output = AppendResults> + Send>>);
 
 impl Shard {
     /// A shard not loaded yet.
@@ -154,7 +151,7 @@ impl Shard {
         let started = std::time::Instant::now();
         tokio::spawn(async move {
             let written = match pending {
-                Ok(p) => p.replicated(&broker).await,
+                Ok(p) => p.replicated().await,
                 Err(e) => Err(e),
             };
             match written {
@@ -212,91 +209,52 @@ impl Shard {
     }
 
     /// Appends `entries` as leader in this shard's epoch (call under the
-    /// shard's lock to keep the log in decision order).
-    pub fn append(&self, broker: &Broker, entries: &[Entry]) -> Result<Pending, ResponseError> {
-        let min_isr = min_isr(broker, self.index);
-        let appended = broker.serve(OFFSETS_TOPIC, self.index, -1, |led| {
-            if led.leader_epoch != self.leader_epoch || !self.is_loaded() {
-                return Err(ResponseError::NotCoordinator);
-            }
-            if led.partition.isr_len(led.leader_epoch) < min_isr {
-                return Err(ResponseError::CoordinatorNotAvailable);
-            }
-            let batch = records::batch(entries, broker.wall_ms());
-            let info = led
-                .partition
-                .append(&batch, led.leader_epoch, broker.wall_ms())
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "offsets append refused");
-                    match e {
-                        storage::AppendError::TooLarge { .. } => {
-                            ResponseError::InvalidCommitOffsetSize
-                        }
-                        _ => ResponseError::NotCoordinator,
-                    }
-                })?;
-            Ok(Pending {
-                partition: led.partition.clone(),
-                info,
-                epoch: led.leader_epoch,
-                min_isr,
-                index: self.index,
-            })
-        });
-        // Losing leadership of the offsets partition, before or after the
-        // append, ends this coordinator.
-        appended.map_err(|e| match e {
-            ResponseError::CoordinatorNotAvailable | ResponseError::InvalidCommitOffsetSize => e,
-            _ => ResponseError::NotCoordinator,
-        })
+    /// shard's lock to keep the log in decision order). Losing leadership
+    /// of the offsets partition, before or after the append, ends this
+    /// coordinator: NOT_COORDINATOR.
+    pub fn append(
+        &self,
+        broker: &Arc<Broker>,
+        entries: &[Entry],
+    ) -> Result<Pending, ResponseError> {
+        if !self.is_loaded() {
+            return Err(ResponseError::NotCoordinator);
+        }
+        let entry = AppendEntry {
+            topic: OFFSETS_TOPIC.to_string(),
+            index: self.index,
+            records: Some(records::batch(entries, broker.wall_ms())),
+            required_epoch: Some(self.leader_epoch),
+        };
+        let appended = append_records(broker, -1, COMMIT_TIMEOUT, vec![entry]);
+        // Phase one is done: an append refused now is refused at once.
+        Ok(Pending(Box::pin(appended)))
     }
 }
 
 impl Pending {
-    /// The log offset of the first record written.
-    pub fn base_offset(&self) -> i64 {
-        self.info.base_offset
-    }
-
     /// Waits until the write is committed (synced, and the high watermark
-    /// past it), with Kafka's error mapping for the group APIs.
-    pub async fn replicated(self, broker: &Broker) -> Result<i64, ResponseError> {
-        let now = broker.wall_ms();
-        self.partition.commit(self.info, now).await.map_err(|e| {
-            tracing::error!(error = %e, "offsets commit failed");
-            ResponseError::NotCoordinator
-        })?;
-        let wait = crate::replica_wait::Replicated {
-            topic: OFFSETS_TOPIC,
-            index: self.index,
-            epoch: self.epoch,
-            min_isr: self.min_isr,
-        };
-        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
-        wait.until(broker, &self.partition, self.info.last_offset, deadline)
-            .await
-            .map_err(|e| match e {
-                ResponseError::NotEnoughReplicas | ResponseError::NotEnoughReplicasAfterAppend => {
-                    ResponseError::CoordinatorNotAvailable
-                }
-                ResponseError::RequestTimedOut => ResponseError::RequestTimedOut,
-                _ => ResponseError::NotCoordinator,
-            })?;
-        Ok(self.info.base_offset)
+    /// past it): the log offset of its first record, or the error with
+    /// Kafka's mapping for the group APIs.
+    pub async fn replicated(self) -> Result<i64, ResponseError> {
+        let results = self.0.await;
+        let (_, _, outcome) = results.into_iter().next().expect("one entry");
+        outcome.map(|o| o.base_offset).map_err(group_api_error)
     }
 }
 
-fn min_isr(broker: &Broker, index: i32) -> usize {
-    let image = broker.image();
-    let configs = image
-        .topics
-        .get(OFFSETS_TOPIC)
-        .map(|t| t.configs.clone())
-        .unwrap_or_default();
-    let replicas = image
-        .partition(OFFSETS_TOPIC, index)
-        .map_or(1, |p| p.replicas.len());
-    crate::partition::min_insync_replicas(&configs, broker.config.min_insync_replicas, replicas)
+/// A replica manager error as the group APIs name it.
+fn group_api_error(e: ResponseError) -> ResponseError {
+    match e {
+        ResponseError::NotEnoughReplicas | ResponseError::NotEnoughReplicasAfterAppend => {
+            ResponseError::CoordinatorNotAvailable
+        }
+        ResponseError::RecordListTooLarge | ResponseError::MessageTooLarge => {
+            ResponseError::InvalidCommitOffsetSize
+        }
+        ResponseError::RequestTimedOut => ResponseError::RequestTimedOut,
+        _ => ResponseError::NotCoordinator,
+    }
 }
 
 /// Loads the shard's groups from its partition's whole log (to the log

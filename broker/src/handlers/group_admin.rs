@@ -141,5 +141,5 @@ async fn delete_one(broker: &Arc<Broker>, group_id: &str) -> Result<(), Response
         groups.remove(group_id);
         pending
     };
-    pending.replicated(broker).await.map(|_| ())
+    pending.replicated().await.map(|_| ())
 }

@@ -230,7 +230,7 @@ async fn commit(
         Shard::entry(&mut groups, group_id);
         shard.append(broker, &entries)?
     };
-    let base = pending.replicated(broker).await?;
+    let base = pending.replicated().await?;
     let mut groups = shard.lock();
     let entry = Shard::entry(&mut groups, group_id);
     let accepted = items.iter().filter(|i| i.result.is_ok());
