@@ -203,3 +203,65 @@ fn append_error_code(e: &AppendError) -> ResponseError {
         | AppendError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::append_error_code;
+    use kafka_protocol::ResponseError;
+    use storage::batch::BatchError;
+    use storage::AppendError;
+
+    fn invalid(source: BatchError) -> AppendError {
+        AppendError::InvalidBatch {
+            position: 0,
+            source,
+        }
+    }
+
+    #[test]
+    fn each_refusal_of_the_log_has_kafkas_code() {
+        let length = |length| BatchError::InvalidLength {
+            length,
+            min: 61,
+            max: 1 << 20,
+        };
+        let cases = [
+            (
+                "v0/v1 message set",
+                invalid(BatchError::UnsupportedMagic(1)),
+                ResponseError::UnsupportedForMessageFormat,
+            ),
+            (
+                "a batch above message.max.bytes",
+                invalid(length((1 << 20) + 1)),
+                ResponseError::MessageTooLarge,
+            ),
+            (
+                "a negative batch length",
+                invalid(length(-1)),
+                ResponseError::CorruptMessage,
+            ),
+            (
+                "no batches",
+                AppendError::Empty,
+                ResponseError::CorruptMessage,
+            ),
+            (
+                "more than a segment",
+                AppendError::TooLarge { size: 2, max: 1 },
+                ResponseError::RecordListTooLarge,
+            ),
+            (
+                "a replicated batch off the log end",
+                AppendError::OffsetMismatch {
+                    expected: 5,
+                    got: 7,
+                },
+                ResponseError::KafkaStorageError,
+            ),
+        ];
+        for (name, error, code) in cases {
+            assert_eq!(append_error_code(&error), code, "{name}");
+        }
+    }
+}

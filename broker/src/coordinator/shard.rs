@@ -368,3 +368,26 @@ fn tick_logged(id: &str, group: &mut Group, now: u64, config: &groups::GroupConf
     }
     effects
 }
+
+#[cfg(test)]
+mod tests {
+    use super::group_api_error;
+    use kafka_protocol::ResponseError as E;
+
+    #[test]
+    fn the_group_apis_name_the_replica_managers_errors_as_kafka_does() {
+        let cases = [
+            (E::NotEnoughReplicas, E::CoordinatorNotAvailable),
+            (E::NotEnoughReplicasAfterAppend, E::CoordinatorNotAvailable),
+            (E::RecordListTooLarge, E::InvalidCommitOffsetSize),
+            (E::MessageTooLarge, E::InvalidCommitOffsetSize),
+            (E::RequestTimedOut, E::RequestTimedOut),
+            (E::NotLeaderOrFollower, E::NotCoordinator),
+            (E::FencedLeaderEpoch, E::NotCoordinator),
+            (E::KafkaStorageError, E::NotCoordinator),
+        ];
+        for (from, to) in cases {
+            assert_eq!(group_api_error(from), to, "{from:?}");
+        }
+    }
+}
