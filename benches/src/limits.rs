@@ -21,14 +21,6 @@ pub fn disk_limit(dir: &Path) -> f64 {
     result
 }
 
-/// Three [`disk_limit`]s and their median: this class of virtual disk
-/// varies a lot from second to second. Returns (median, all three sorted).
-pub fn disk_limit_median(dir: &Path) -> (f64, [f64; 3]) {
-    let mut runs = [disk_limit(dir), disk_limit(dir), disk_limit(dir)];
-    runs.sort_by(f64::total_cmp);
-    (median(&runs), runs)
-}
-
 /// How a disk takes a long run of synced appends: this class of virtual
 /// disk writes the first one to two gigabytes of a run at full speed, then
 /// falls to a much lower sustained rate.

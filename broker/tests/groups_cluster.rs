@@ -272,17 +272,16 @@ impl Run {
     fn report(&mut self) -> String {
         let logs = self.logs();
         let mut text = self.group_described();
+        // Read before the stack dumps: dumping every thread from a signal
+        // handler can itself crash a client.
+        let statuses: Vec<String> = self.members.iter_mut().map(Member::status).collect();
         for m in &self.members {
             m.dump_stacks();
         }
         std::thread::sleep(Duration::from_millis(500));
-        for (i, member) in self.members.iter_mut().enumerate() {
+        for (i, status) in statuses.iter().enumerate() {
             let path = self.dir.path().join(format!("m{i}.jsonl"));
-            text += &format!(
-                "member {i}: {}, owns {:?}\n",
-                member.status(),
-                logs[i].current()
-            );
+            text += &format!("member {i}: {status}, owns {:?}\n", logs[i].current());
             for (side, tail) in [("jsonl.client", 40), ("jsonl.stderr", 100)] {
                 let lines = std::fs::read_to_string(path.with_extension(side)).unwrap_or_default();
                 let lines: Vec<&str> = lines.lines().collect();
