@@ -109,7 +109,7 @@ pub struct Settings {
     #[arg(long)]
     pub group_max_session_timeout_ms: Option<i32>,
     /// How long an empty group's first rebalance waits for more members
-    /// (group.initial.rebalance.delay.ms) [default: 0].
+    /// (group.initial.rebalance.delay.ms) [default: 3000].
     #[arg(long)]
     pub group_initial_rebalance_delay_ms: Option<i32>,
     /// Time between log-cleaner passes over compacted partitions
@@ -618,5 +618,9 @@ mod tests {
         assert_eq!(defaults.data_dir, PathBuf::from("data"));
         assert!(defaults.auto_create_topics);
         assert_eq!(defaults.log_retention_check_interval_ms, 300_000);
+        assert_eq!(
+            defaults.groups.initial_rebalance_delay_ms, 3000,
+            "Kafka's group.initial.rebalance.delay.ms"
+        );
     }
 }

@@ -90,7 +90,11 @@ pub struct GroupConfig {
     pub max_session_timeout_ms: i32,
     /// `group.initial.rebalance.delay.ms` (KIP-134): how long a group
     /// leaving Empty waits for more members before its first generation.
-    /// Kafka's default is 3000; ours is 0 so a lone consumer starts at once.
+    /// Kafka's default, 3000. With 0, the first member to join leads a
+    /// generation of its own before the others arrive, often before its
+    /// client's metadata names the topic; kafka-python 3.0.12 can then lose
+    /// the rejoin that follows (it drops a finished join when its metadata
+    /// catches up during the join) and hang without partitions.
     pub initial_rebalance_delay_ms: i32,
     /// `group.max.size`: joins that would add a member beyond it get
     /// GROUP_MAX_SIZE_REACHED.
@@ -102,7 +106,7 @@ impl Default for GroupConfig {
         GroupConfig {
             min_session_timeout_ms: 1000,
             max_session_timeout_ms: 1_800_000,
-            initial_rebalance_delay_ms: 0,
+            initial_rebalance_delay_ms: 3000,
             max_size: usize::MAX,
         }
     }

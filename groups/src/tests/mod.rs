@@ -10,9 +10,13 @@ use crate::*;
 /// The session and rebalance timeout every test member uses.
 const T: i32 = 10_000;
 
-/// The default config (min session 1000, no initial delay).
+/// The default config (min session 1000) without the initial delay, so a
+/// story's first generation forms at once unless it asks for the delay.
 fn cfg() -> GroupConfig {
-    GroupConfig::default()
+    GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    }
 }
 
 /// A dynamic member's join: `member_id` "" for a new member, who gets
