@@ -83,10 +83,9 @@ pub async fn prepare(broker: &Arc<Broker>, frame: Bytes, peer: &str) -> Prepared
         RequestKind::Fetch(r) if r.replica_id.0 >= 0 => {
             // A follower's fetch: its position counts now, its long poll
             // overlaps with the requests behind it (a position report).
-            handlers::fetch::record_positions(broker, &r);
-            let broker = broker.clone();
+            let pending = handlers::fetch::prepare(broker, r, version);
             return Prepared::Later(Box::pin(async move {
-                let response = handlers::fetch::handle(&broker, r, version).await;
+                let response = pending.await;
                 encode(
                     api_key,
                     version,

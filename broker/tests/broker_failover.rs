@@ -215,6 +215,23 @@ async fn frozen_broker_is_fenced_and_rejoins_with_a_new_epoch_leading_nothing() 
         format!("{}:{}", endpoint.host, endpoint.port),
         cluster.broker_addr(now.leader)
     );
+    // And so does a refused Fetch from v12 (KIP-951).
+    let request = common::fetch_request("frozen", led_by_2.partition, 0, 0);
+    let response = conn.send(&request, 12).await.expect("fetch v12");
+    let answer = &response.responses[0].partitions[0];
+    assert_eq!(
+        (
+            answer.error_code,
+            answer.current_leader.leader_id.0,
+            answer.current_leader.leader_epoch
+        ),
+        (
+            kafka_protocol::ResponseError::NotLeaderOrFollower.code(),
+            now.leader,
+            now.leader_epoch
+        ),
+        "a refused fetch names the current leader and epoch"
+    );
     let (code, _) = produce(
         &mut conn,
         "frozen",

@@ -1,6 +1,6 @@
-//! Appends to the partitions this broker leads, as Kafka's
-//! `ReplicaManager.appendRecords`, for every writer alike: the produce
-//! handler and the group coordinator (the transaction coordinator to come).
+//! The write half: Kafka's `ReplicaManager.appendRecords`, for every
+//! writer alike (the produce handler and the group coordinator; the
+//! transaction coordinator to come).
 //!
 //! Two phases, so a caller that must keep its log order (a connection
 //! pipelining produces, a coordinator under its shard's lock) appends now
