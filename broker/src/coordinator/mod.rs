@@ -13,11 +13,19 @@
 //! Writes (offset commits, membership at the end of a rebalance, deletions)
 //! are appended as leader and answered only once the high watermark passes
 //! them (replicated to `min.insync.replicas`), like an acks=all produce.
+//!
+//! The coordinator sees its broker only through [`CoordinatorHost`]
+//! (`host.rs`): the clock, the settings, the offsets partitions it may
+//! serve, and the replica manager's appends.
 
+mod host;
 pub mod log_ends;
 pub mod records;
 mod shard;
+#[cfg(test)]
+mod tests;
 
+pub use host::{Committing, CoordinatorHost};
 pub use shard::{GroupEntry, Shard};
 
 use crate::image::MetadataImage;
@@ -39,18 +47,19 @@ pub struct Coordinator {
 impl Coordinator {
     /// The loaded shard that owns `group_id`, if this broker may coordinate
     /// it now.
-    pub fn shard(&self, broker: &Broker, group_id: &str) -> Result<Arc<Shard>, ResponseError> {
-        let partitions = broker
-            .image()
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map(|t| t.partitions.len() as i32)
+    pub fn shard(
+        &self,
+        host: &impl CoordinatorHost,
+        group_id: &str,
+    ) -> Result<Arc<Shard>, ResponseError> {
+        let partitions = host
+            .offsets_partitions()
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         let index = records::partition_for(group_id, partitions);
-        let shard = broker.serve(OFFSETS_TOPIC, index, -1, |led| {
+        let shard = host.serve_offsets(index, |leader_epoch| {
             let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
             match shards.get(&index) {
-                Some(s) if s.leader_epoch == led.leader_epoch && s.is_loaded() => Ok(s.clone()),
+                Some(s) if s.leader_epoch == leader_epoch && s.is_loaded() => Ok(s.clone()),
                 _ => Err(ResponseError::CoordinatorLoadInProgress),
             }
         });
@@ -63,8 +72,8 @@ impl Coordinator {
     /// Follows a new image: starts loading the offsets partitions this
     /// broker now leads (in a new epoch) and drops the others, which fails
     /// their parked requests (NOT_COORDINATOR).
-    pub fn on_image(&self, broker: &Arc<Broker>, image: &MetadataImage) {
-        let me = broker.id();
+    pub fn on_image<H: CoordinatorHost>(&self, host: &Arc<H>, image: &MetadataImage) {
+        let me = host.broker_id();
         let led: HashMap<i32, i32> = image
             .topics
             .get(OFFSETS_TOPIC)
@@ -95,7 +104,7 @@ impl Coordinator {
             }
             let shard = Arc::new(Shard::new(index, epoch));
             shards.insert(index, shard.clone());
-            tokio::spawn(shard::load(broker.clone(), shard));
+            tokio::spawn(shard::load(host.clone(), shard));
         }
     }
 

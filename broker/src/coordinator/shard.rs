@@ -1,15 +1,13 @@
 //! One led offsets partition's groups: loading them from the log, parking
 //! and answering member requests, and writing what must be durable.
 
+use super::host::{Committing, CoordinatorHost};
 use super::records::{self, Committed, Entry, Key, OFFSETS_TOPIC};
 use crate::partition::Partition;
-use crate::replica_manager::{append_records, AppendEntry, AppendResults};
-use crate::state::Broker;
+use crate::replica_manager::AppendEntry;
 use groups::{Effects, Group, Reply, Waiter};
 use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -56,7 +54,7 @@ impl GroupEntry {
 
 /// A write appended under the shard's lock, to be replicated outside it:
 /// the replica manager's second phase.
-pub struct Pending(Pin<Box<dyn Future<Output = AppendResults> + Send>>);
+pub struct Pending(Committing);
 
 impl Shard {
     /// A shard not loaded yet.
@@ -69,6 +67,12 @@ impl Shard {
             next_waiter: AtomicU64::new(1),
             groups: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Marks it loaded without reading a log (the coordinator's tests).
+    #[cfg(test)]
+    pub(super) fn mark_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
     }
 
     /// Whether its groups are loaded (and it still serves).
@@ -119,9 +123,9 @@ impl Shard {
     /// snapshots reach the log in the order they were taken) and the
     /// replies go out once it is replicated; if that fails they are
     /// dropped, and the members hear NOT_COORDINATOR and rejoin.
-    pub fn deliver(
+    pub fn deliver<H: CoordinatorHost>(
         self: &Arc<Self>,
-        broker: &Arc<Broker>,
+        host: &Arc<H>,
         groups: &mut HashMap<String, GroupEntry>,
         group_id: &str,
         effects: Effects,
@@ -145,8 +149,8 @@ impl Shard {
         };
         let snapshot = entry.group.snapshot();
         let (generation, state) = (entry.group.generation(), entry.group.state());
-        let pending = self.append(broker, &[Entry::Group(key, Some(snapshot))]);
-        let (broker, shard) = (broker.clone(), self.clone());
+        let pending = self.append(host, &[Entry::Group(key, Some(snapshot))]);
+        let (host, shard) = (host.clone(), self.clone());
         let group = group_id.to_string();
         let started = std::time::Instant::now();
         tokio::spawn(async move {
@@ -178,8 +182,8 @@ impl Shard {
                     drop(replies);
                     let mut groups = shard.lock();
                     if let Some(entry) = groups.get_mut(&group) {
-                        let effects = entry.group.rebalance(broker.now_ms());
-                        shard.deliver(&broker, &mut groups, &group, effects);
+                        let effects = entry.group.rebalance(host.now_ms());
+                        shard.deliver(&host, &mut groups, &group, effects);
                     }
                 }
             }
@@ -187,12 +191,12 @@ impl Shard {
     }
 
     /// Ticks every group whose next deadline has come.
-    pub fn tick(self: &Arc<Self>, broker: &Arc<Broker>) {
+    pub fn tick<H: CoordinatorHost>(self: &Arc<Self>, host: &Arc<H>) {
         if !self.is_loaded() {
             return;
         }
-        let now = broker.now_ms();
-        let config = broker.config.groups.clone();
+        let now = host.now_ms();
+        let config = host.group_config().clone();
         let mut groups = self.lock();
         let due: Vec<String> = groups
             .iter()
@@ -204,7 +208,7 @@ impl Shard {
                 Some(e) => tick_logged(&id, &mut e.group, now, &config),
                 None => continue,
             };
-            self.deliver(broker, &mut groups, &id, effects);
+            self.deliver(host, &mut groups, &id, effects);
         }
     }
 
@@ -212,9 +216,9 @@ impl Shard {
     /// shard's lock to keep the log in decision order). Losing leadership
     /// of the offsets partition, before or after the append, ends this
     /// coordinator: NOT_COORDINATOR.
-    pub fn append(
+    pub fn append<H: CoordinatorHost>(
         &self,
-        broker: &Arc<Broker>,
+        host: &Arc<H>,
         entries: &[Entry],
     ) -> Result<Pending, ResponseError> {
         if !self.is_loaded() {
@@ -223,12 +227,12 @@ impl Shard {
         let entry = AppendEntry {
             topic: OFFSETS_TOPIC.to_string(),
             index: self.index,
-            records: Some(records::batch(entries, broker.wall_ms())),
+            records: Some(records::batch(entries, host.wall_ms())),
             required_epoch: Some(self.leader_epoch),
         };
-        let appended = append_records(broker, -1, COMMIT_TIMEOUT, vec![entry]);
+        let appended = host.append_records(-1, COMMIT_TIMEOUT, vec![entry]);
         // Phase one is done: an append refused now is refused at once.
-        Ok(Pending(Box::pin(appended)))
+        Ok(Pending(appended))
     }
 }
 
@@ -259,9 +263,9 @@ fn group_api_error(e: ResponseError) -> ResponseError {
 
 /// Loads the shard's groups from its partition's whole log (to the log
 /// end: what this leader holds is what it will commit), then opens it.
-pub async fn load(broker: Arc<Broker>, shard: Arc<Shard>) {
+pub async fn load<H: CoordinatorHost>(host: Arc<H>, shard: Arc<Shard>) {
     let started = std::time::Instant::now();
-    let Some(partition) = broker.partition(OFFSETS_TOPIC, shard.index) else {
+    let Some(partition) = host.offsets_replica(shard.index) else {
         tracing::error!(
             partition = shard.index,
             "led offsets partition has no replica"
@@ -281,7 +285,7 @@ pub async fn load(broker: Arc<Broker>, shard: Arc<Shard>) {
         }
     };
     let count = loaded.len();
-    let now = broker.now_ms();
+    let now = host.now_ms();
     {
         let mut groups = shard.lock();
         for record in loaded {

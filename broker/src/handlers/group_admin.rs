@@ -116,7 +116,7 @@ pub async fn delete_groups(
 
 async fn delete_one(broker: &Arc<Broker>, group_id: &str) -> Result<(), ResponseError> {
     check_group_id(group_id)?;
-    let shard = broker.coordinator.shard(broker, group_id)?;
+    let shard = broker.coordinator.shard(broker.as_ref(), group_id)?;
     let pending = {
         let mut groups = shard.lock();
         let entry = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;

@@ -73,7 +73,7 @@ pub async fn join_group(
     let group_id = request.group_id.0.to_string();
     let member_id = request.member_id.to_string();
     let shard = match check_group_id(&group_id)
-        .and_then(|()| broker.coordinator.shard(broker, &group_id))
+        .and_then(|()| broker.coordinator.shard(broker.as_ref(), &group_id))
     {
         Ok(shard) => shard,
         Err(e) => return join_error(e, &member_id),
@@ -159,7 +159,7 @@ pub async fn sync_group(
 ) -> SyncGroupResponse {
     let group_id = request.group_id.0.to_string();
     let shard = match check_group_id(&group_id)
-        .and_then(|()| broker.coordinator.shard(broker, &group_id))
+        .and_then(|()| broker.coordinator.shard(broker.as_ref(), &group_id))
     {
         Ok(shard) => shard,
         Err(e) => return sync_error(e),
@@ -203,7 +203,7 @@ pub async fn sync_group(
 pub fn heartbeat(broker: &Arc<Broker>, request: HeartbeatRequest) -> HeartbeatResponse {
     let group_id = request.group_id.0.to_string();
     let result = check_group_id(&group_id)
-        .and_then(|()| broker.coordinator.shard(broker, &group_id))
+        .and_then(|()| broker.coordinator.shard(broker.as_ref(), &group_id))
         .and_then(|shard| {
             let mut groups = shard.lock();
             let entry = groups
@@ -243,7 +243,7 @@ pub fn leave_group(
         vec![(request.member_id.to_string(), None)]
     };
     let shard = match check_group_id(&group_id)
-        .and_then(|()| broker.coordinator.shard(broker, &group_id))
+        .and_then(|()| broker.coordinator.shard(broker.as_ref(), &group_id))
     {
         Ok(shard) => shard,
         Err(e) => return LeaveGroupResponse::default().with_error_code(e.code()),

@@ -191,7 +191,7 @@ async fn commit(
     items: &mut [CommitItem],
 ) -> Result<(), ResponseError> {
     check_group_id(group_id)?;
-    let shard = broker.coordinator.shard(broker, group_id)?;
+    let shard = broker.coordinator.shard(broker.as_ref(), group_id)?;
     for item in items.iter_mut() {
         let ends = &broker.coordinator.log_ends;
         if ends
