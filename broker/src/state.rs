@@ -42,6 +42,8 @@ pub struct Broker {
     fetchers: crate::fetcher::Fetchers,
     /// Where this broker reads time (`crate::clock`).
     clock: Arc<dyn crate::clock::Clock>,
+    /// Where its replicas' logs live (the real one, or `FaultyFs` in tests).
+    fs: Arc<dyn storage::fs::FileSystem>,
     /// When this broker acted as each partition's leader (claim 2 evidence).
     pub serve_windows: crate::serve_windows::ServeWindows,
     /// Producer-id blocks from the controller (KIP-730); an async lock,
@@ -54,6 +56,18 @@ impl Broker {
     /// Locks the data directory. Partitions (and the groups in them) open
     /// as the metadata names them ([`apply_image`](Self::apply_image)).
     pub fn open(config: BrokerConfig, session: BrokerSession) -> anyhow::Result<Arc<Broker>> {
+        let clock = Arc::new(crate::clock::SystemClock::new());
+        Broker::open_with(config, session, clock, Arc::new(storage::fs::OsFs))
+    }
+
+    /// As [`open`](Self::open), on the given clock and file system (tests:
+    /// `ManualClock`, `FaultyFs`).
+    pub fn open_with(
+        config: BrokerConfig,
+        session: BrokerSession,
+        clock: Arc<dyn crate::clock::Clock>,
+        fs: Arc<dyn storage::fs::FileSystem>,
+    ) -> anyhow::Result<Arc<Broker>> {
         let lock = storage::fs::DirLock::acquire(&config.data_dir)?;
         Ok(Arc::new(Broker {
             serve_windows: crate::serve_windows::ServeWindows::load(&config.data_dir),
@@ -63,7 +77,8 @@ impl Broker {
             session,
             coordinator: Default::default(),
             fetchers: Default::default(),
-            clock: Arc::new(crate::clock::SystemClock::new()),
+            clock,
+            fs,
             producer_ids: Default::default(),
             _lock: lock,
         }))
@@ -218,9 +233,13 @@ impl Broker {
         let log_config = log_config_for(&self.config.log, configs)
             .map_err(|e| anyhow::anyhow!("topic {name}: {e}"))?;
         let dir = partition_dir(&self.config.data_dir, name, index);
-        let fs = Arc::new(storage::fs::OsFs);
         Ok(Arc::new(Partition::open(
-            fs, dir, name, index, topic_id, log_config,
+            self.fs.clone(),
+            dir,
+            name,
+            index,
+            topic_id,
+            log_config,
         )?))
     }
 

@@ -16,3 +16,6 @@ mod fetch;
 
 pub use append::{append_records, AppendEntry, AppendOutcome, AppendResults};
 pub use fetch::{fetch, record_follower_positions, FetchParams, FetchResults, FetchTopic};
+
+#[cfg(test)]
+mod tests;
