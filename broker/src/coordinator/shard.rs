@@ -196,7 +196,7 @@ impl Shard {
             return;
         }
         let now = host.now_ms();
-        let config = host.group_config().clone();
+        let config = host.group_config();
         let mut groups = self.lock();
         let due: Vec<String> = groups
             .iter()
@@ -205,7 +205,7 @@ impl Shard {
             .collect();
         for id in due {
             let effects = match groups.get_mut(&id) {
-                Some(e) => tick_logged(&id, &mut e.group, now, &config),
+                Some(e) => tick_logged(&id, &mut e.group, now, config),
                 None => continue,
             };
             self.deliver(host, &mut groups, &id, effects);

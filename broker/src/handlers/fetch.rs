@@ -18,10 +18,7 @@ use std::time::Duration;
 
 /// Handles a Fetch request.
 pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
-    match decode(request, version) {
-        Ok(params) => encode(broker, fetch(broker, params).await, version),
-        Err(refused) => refused,
-    }
+    respond(broker, decode(request, version), version).await
 }
 
 /// A follower's fetch: its position counts now, in request order; the
@@ -36,11 +33,19 @@ pub fn prepare(
         record_follower_positions(broker, params);
     }
     let broker = broker.clone();
-    async move {
-        match decoded {
-            Ok(params) => encode(&broker, fetch(&broker, params).await, version),
-            Err(refused) => refused,
-        }
+    async move { respond(&broker, decoded, version).await }
+}
+
+/// The answer to a decoded request: the replica manager's, encoded, or the
+/// refusal.
+async fn respond(
+    broker: &Arc<Broker>,
+    decoded: Result<FetchParams, FetchResponse>,
+    version: i16,
+) -> FetchResponse {
+    match decoded {
+        Ok(params) => encode(broker, fetch(broker, params).await, version),
+        Err(refused) => refused,
     }
 }
 
