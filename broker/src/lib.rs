@@ -20,6 +20,7 @@ pub mod controller_link;
 pub mod coordinator;
 pub mod dispatch;
 pub mod durable_end;
+pub mod fetch_sessions;
 pub mod fetcher;
 pub mod frame;
 pub mod handlers;

@@ -40,6 +40,8 @@ pub struct Broker {
     pub coordinator: crate::coordinator::Coordinator,
     /// The replica fetchers, one per broker this one follows from.
     fetchers: crate::fetcher::Fetchers,
+    /// The fetch sessions of the brokers that follow this one (KIP-227).
+    pub fetch_sessions: crate::fetch_sessions::FetchSessions,
     /// Where this broker reads time (`crate::clock`).
     clock: Arc<dyn crate::clock::Clock>,
     /// Where its replicas' logs live (the real one, or `FaultyFs` in tests).
@@ -77,6 +79,7 @@ impl Broker {
             session,
             coordinator: Default::default(),
             fetchers: Default::default(),
+            fetch_sessions: Default::default(),
             clock,
             fs,
             producer_ids: Default::default(),

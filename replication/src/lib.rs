@@ -8,8 +8,12 @@
 //!   down and into ISR changes to propose to the controller.
 //! - [`truncation`]: where a follower cuts its log after asking the leader
 //!   where its last epoch ends (KIP-101, KIP-279).
+//! - [`fetch_session`]: KIP-227 incremental fetch sessions, the leader's
+//!   cache and the follower's builder.
 
 use std::collections::BTreeMap;
+
+pub mod fetch_session;
 
 /// A broker's node id.
 pub type BrokerId = i32;

@@ -14,9 +14,13 @@ use super::outcome::{self, Next};
 use super::{Assigned, Assignment, Key};
 use crate::clock::Clock;
 use crate::partition::Partition;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use kafka_protocol::messages::fetch_request::{
+    FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
+};
 use kafka_protocol::messages::fetch_response::FetchResponse;
 use kafka_protocol::messages::BrokerId;
+use kafka_protocol::ResponseError;
+use replication::fetch_session::{Plan, SessionBuilder, SessionError, FINAL_EPOCH, NO_SESSION};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +106,11 @@ impl Followed {
     }
 }
 
+/// This fetcher's KIP-227 session with its source broker: its fetches
+/// list only the partitions whose request changed, and the leader answers
+/// only those with news. Position reports go outside it.
+type FetchSession = SessionBuilder<Key, FetchPartition>;
+
 /// Why a session with the source broker ended.
 enum Ended {
     /// The connection failed.
@@ -121,6 +130,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
 ) {
     let mut followed: BTreeMap<Key, Followed> = BTreeMap::new();
+    let mut fetch_session = FetchSession::default();
     let mut down: Option<String> = None;
     loop {
         let ended = match Link::connect(&addr).await {
@@ -128,6 +138,9 @@ pub async fn run(
                 if down.take().is_some() {
                     tracing::info!("replica fetcher connected to broker {leader} at {addr}");
                 }
+                // A fetch left unanswered on the old connection may or may
+                // not have reached the leader: start the session over.
+                fetch_session.reset();
                 let mut session = Session {
                     me,
                     leader,
@@ -135,6 +148,7 @@ pub async fn run(
                     assigned: &assigned,
                     clock: clock.as_ref(),
                     followed: &mut followed,
+                    fetch_session: &mut fetch_session,
                     sent: VecDeque::new(),
                     syncing: None,
                 };
@@ -178,6 +192,7 @@ struct Session<'a> {
     assigned: &'a Assigned,
     clock: &'a dyn Clock,
     followed: &'a mut BTreeMap<Key, Followed>,
+    fetch_session: &'a mut FetchSession,
     /// Fetches in flight, oldest first (responses come in this order).
     sent: VecDeque<Sent>,
     /// The sync job running, if any.
@@ -296,7 +311,20 @@ impl Session<'_> {
         positions: &BTreeMap<Key, Position>,
         report: bool,
     ) -> anyhow::Result<()> {
-        let request = fetch_request(self.me, self.followed, positions, report);
+        let partitions = positions
+            .iter()
+            .map(|(key, position)| (key.clone(), partition(self.followed, key, position, report)));
+        let plan = match report {
+            // Outside the session: it must not move the session's epoch.
+            true => Plan {
+                id: NO_SESSION,
+                epoch: FINAL_EPOCH,
+                partitions: partitions.collect(),
+                forgotten: Vec::new(),
+            },
+            false => self.fetch_session.build(&partitions.collect()),
+        };
+        let request = fetch_request(self.me, plan, report);
         self.link.send(&request, FETCH_VERSION).await?;
         for (key, (_, _, durable)) in positions {
             if let Some(f) = self.followed.get_mut(key) {
@@ -317,6 +345,9 @@ impl Session<'_> {
             .sent
             .pop_front()
             .expect("a response answers a fetch in flight");
+        if !sent.report && !self.session_answered(&response) {
+            return Ok(());
+        }
         if response.error_code != 0 {
             anyhow::bail!("fetch refused with error {}", response.error_code);
         }
@@ -367,6 +398,26 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Tells the fetch session how its fetch was answered; false if the
+    /// session was refused (the next fetch starts a new one, in full).
+    fn session_answered(&mut self, response: &FetchResponse) -> bool {
+        let refused = match ResponseError::try_from_code(response.error_code) {
+            Some(ResponseError::FetchSessionIdNotFound) => SessionError::IdNotFound,
+            Some(ResponseError::InvalidFetchSessionEpoch) => SessionError::InvalidEpoch,
+            _ => {
+                self.fetch_session.answered(Ok(response.session_id));
+                return true;
+            }
+        };
+        tracing::info!(
+            "replica fetcher's session {} with broker {} refused ({refused:?}): fetching in full",
+            self.fetch_session.id(),
+            self.leader
+        );
+        self.fetch_session.answered(Err(refused));
+        false
     }
 
     /// A sync job completed: the partitions synced follow their leader's
@@ -489,36 +540,38 @@ pub(super) fn by_topic<'a, T>(
     topics
 }
 
-fn fetch_request(
-    me: i32,
+/// The request's partition for `key` at `position`: a position report
+/// asks for no records.
+fn partition(
     followed: &BTreeMap<Key, Followed>,
-    positions: &BTreeMap<Key, Position>,
+    key: &Key,
+    &(fetch_offset, log_start, durable): &Position,
     report: bool,
-) -> FetchRequest {
+) -> FetchPartition {
     let max_bytes = if report { 0 } else { PARTITION_MAX_BYTES };
-    let topics = by_topic(positions.iter())
-        .into_iter()
-        .map(|(topic, partitions)| {
-            let partitions = partitions
-                .into_iter()
-                .map(|(index, &(fetch_offset, log_start, durable))| {
-                    let epoch = followed[&(topic.to_string(), index)]
-                        .assignment
-                        .leader_epoch;
-                    let p = FetchPartition::default()
-                        .with_partition(index)
-                        .with_fetch_offset(fetch_offset)
-                        .with_current_leader_epoch(epoch)
-                        .with_log_start_offset(log_start)
-                        .with_partition_max_bytes(max_bytes);
-                    crate::durable_end::attach(p, durable)
-                })
-                .collect();
-            FetchTopic::default()
-                .with_topic(crate::handlers::topic_name(topic))
-                .with_partitions(partitions)
-        })
-        .collect();
+    let p = FetchPartition::default()
+        .with_partition(key.1)
+        .with_fetch_offset(fetch_offset)
+        .with_current_leader_epoch(followed[key].assignment.leader_epoch)
+        .with_log_start_offset(log_start)
+        .with_partition_max_bytes(max_bytes);
+    crate::durable_end::attach(p, durable)
+}
+
+fn fetch_request(me: i32, plan: Plan<Key, FetchPartition>, report: bool) -> FetchRequest {
+    let listed = plan.partitions.iter().map(|(key, p)| (key, p));
+    let topics = by_topic(listed).into_iter().map(|(topic, partitions)| {
+        let partitions = partitions.into_iter().map(|(_, p)| p.clone()).collect();
+        FetchTopic::default()
+            .with_topic(crate::handlers::topic_name(topic))
+            .with_partitions(partitions)
+    });
+    let forgotten = by_topic(plan.forgotten.iter().map(|key| (key, ())));
+    let forgotten = forgotten.into_iter().map(|(topic, partitions)| {
+        ForgottenTopic::default()
+            .with_topic(crate::handlers::topic_name(topic))
+            .with_partitions(partitions.into_iter().map(|(index, ())| index).collect())
+    });
     // A position report is answered at once, with no records.
     let (max_wait, min_bytes) = if report { (0, 0) } else { (FETCH_WAIT_MS, 1) };
     FetchRequest::default()
@@ -526,8 +579,10 @@ fn fetch_request(
         .with_max_wait_ms(max_wait)
         .with_min_bytes(min_bytes)
         .with_max_bytes(RESPONSE_MAX_BYTES)
-        .with_session_epoch(-1)
-        .with_topics(topics)
+        .with_session_id(plan.id)
+        .with_session_epoch(plan.epoch)
+        .with_topics(topics.collect())
+        .with_forgotten_topics_data(forgotten.collect())
 }
 
 pub(super) fn trouble_of(

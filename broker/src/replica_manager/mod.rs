@@ -18,4 +18,4 @@ pub use append::{append_records, AppendEntry, AppendOutcome, AppendResults};
 pub use fetch::{fetch, record_follower_positions, FetchParams, FetchResults, FetchTopic};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

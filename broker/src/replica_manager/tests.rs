@@ -8,34 +8,64 @@ use crate::config::Settings;
 use crate::image::MetadataImage;
 use crate::state::Broker;
 use controller::broker_session::BrokerSession;
-use controller::metadata::{ClusterMetadata, PartitionState, Topic};
+use controller::metadata::{BrokerRegistration, ClusterMetadata, PartitionState, Topic};
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::ResponseError;
 use std::sync::Arc;
 use std::time::Duration;
 use storage::fs::faulty::FaultyFs;
 
-const TOPIC: &str = "t";
+pub(crate) const TOPIC: &str = "t";
 /// The epoch broker 1 leads the partition in.
-const EPOCH: i32 = 5;
+pub(crate) const EPOCH: i32 = 5;
 
 /// Broker 1 leading `t-0` in [`EPOCH`] with `replicas` and `isr`, the
 /// lease off (no controller here), `min.insync.replicas` 2.
-fn broker_leading(replicas: Vec<i32>, isr: Vec<i32>) -> (Arc<Broker>, tempfile::TempDir) {
+pub(crate) fn broker_leading(
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+) -> (Arc<Broker>, tempfile::TempDir) {
+    let clock = Arc::new(ManualClock::at(1_000, 1_700_000_000_000));
+    broker_leading_on(clock, replicas, isr)
+}
+
+/// As [`broker_leading`], on `clock`.
+pub(crate) fn broker_leading_on(
+    clock: Arc<ManualClock>,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+) -> (Arc<Broker>, tempfile::TempDir) {
+    let (broker, dir) = open_broker(1, clock);
+    broker
+        .apply_image(image(replicas, isr, &[]))
+        .expect("apply image");
+    (broker, dir)
+}
+
+/// Broker `node_id` on `clock` and `FaultyFs`, with no image yet.
+pub(crate) fn open_broker(
+    node_id: i32,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> (Arc<Broker>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = Settings {
         data_dir: Some(dir.path().to_path_buf()),
-        node_id: Some(1),
+        node_id: Some(node_id),
         leader_lease_enable: Some(false),
         min_insync_replicas: Some(2),
         ..Settings::default()
     }
     .resolve()
     .expect("config");
-    let session = BrokerSession::new(1, "127.0.0.1:0".into(), vec![], config.lease);
-    let clock = Arc::new(ManualClock::at(1_000, 1_700_000_000_000));
+    let session = BrokerSession::new(node_id, "127.0.0.1:0".into(), vec![], config.lease);
     let broker =
         Broker::open_with(config, session, clock, Arc::new(FaultyFs::new(7))).expect("broker");
+    (broker, dir)
+}
+
+/// An image where broker 1 leads `t-0` in [`EPOCH`] with `replicas` and
+/// `isr`, and `brokers` (id, endpoint) are registered.
+pub(crate) fn image(replicas: Vec<i32>, isr: Vec<i32>, brokers: &[(i32, String)]) -> MetadataImage {
     let mut metadata = ClusterMetadata::default();
     let partition = PartitionState {
         isr,
@@ -50,13 +80,20 @@ fn broker_leading(replicas: Vec<i32>, isr: Vec<i32>) -> (Arc<Broker>, tempfile::
             configs: Default::default(),
         },
     );
-    broker
-        .apply_image(MetadataImage::new(1, metadata))
-        .expect("apply image");
-    (broker, dir)
+    for (id, endpoint) in brokers {
+        let registration = BrokerRegistration {
+            id: *id,
+            epoch: 1,
+            endpoint: endpoint.clone(),
+            fenced: false,
+            incarnation: 1,
+        };
+        metadata.brokers.insert(*id, registration);
+    }
+    MetadataImage::new(1, metadata)
 }
 
-fn entry(required_epoch: Option<i32>) -> AppendEntry {
+pub(crate) fn entry(required_epoch: Option<i32>) -> AppendEntry {
     AppendEntry {
         topic: TOPIC.to_string(),
         index: 0,
