@@ -3,13 +3,13 @@
 //! controller session (and so its lease).
 
 use crate::config::BrokerConfig;
-use crate::image::{partition_dir, MetadataImage};
-use crate::partition::{log_config_for, Partition};
+use crate::image::MetadataImage;
+use crate::partition::Partition;
+use crate::replica_manager::ReplicaManager;
 use controller::broker_session::BrokerSession;
 use controller::metadata::BrokerId;
 use kafka_protocol::ResponseError;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// A refusal for an admin operation: the Kafka error and a message.
@@ -32,20 +32,17 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// The newest applied metadata; replaced whole, never edited.
     image: watch::Sender<Arc<MetadataImage>>,
-    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// The replicas this broker holds and their fetchers.
+    replicas: ReplicaManager,
     /// The controller session: the broker epoch and the leader lease.
     pub session: BrokerSession,
     /// The groups this broker coordinates (one shard per led offsets
     /// partition).
     pub coordinator: crate::coordinator::Coordinator,
-    /// The replica fetchers, one per broker this one follows from.
-    fetchers: crate::fetcher::Fetchers,
     /// The fetch sessions of the brokers that follow this one (KIP-227).
     pub fetch_sessions: crate::fetch_sessions::FetchSessions,
     /// Where this broker reads time (`crate::clock`).
     clock: Arc<dyn crate::clock::Clock>,
-    /// Where its replicas' logs live (the real one, or `FaultyFs` in tests).
-    fs: Arc<dyn storage::fs::FileSystem>,
     /// When this broker acted as each partition's leader (claim 2 evidence).
     pub serve_windows: crate::serve_windows::ServeWindows,
     /// Producer-id blocks from the controller (KIP-730); an async lock,
@@ -73,15 +70,13 @@ impl Broker {
         let lock = storage::fs::DirLock::acquire(&config.data_dir)?;
         Ok(Arc::new(Broker {
             serve_windows: crate::serve_windows::ServeWindows::load(&config.data_dir),
+            replicas: ReplicaManager::new(&config, clock.clone(), fs),
             config,
             image: watch::channel(Arc::new(MetadataImage::default())).0,
-            partitions: RwLock::new(HashMap::new()),
             session,
             coordinator: Default::default(),
-            fetchers: Default::default(),
             fetch_sessions: Default::default(),
             clock,
-            fs,
             producer_ids: Default::default(),
             _lock: lock,
         }))
@@ -117,139 +112,27 @@ impl Broker {
         self.image.subscribe()
     }
 
-    /// Installs a newer image: first opens the replicas it gives this broker
-    /// and starts the epochs it leads in (so no request sees leadership
-    /// before the log is ready), then publishes it, then closes replicas it
-    /// no longer gives (removing a deleted topic's logs).
+    /// Installs a newer image (`replica_manager::replicas`): opens the
+    /// replicas it gives this broker and starts the epochs it leads in (so
+    /// no request sees leadership before the log is ready), then publishes
+    /// it, then wakes what moved, hands the fetchers and the group
+    /// coordinator their partitions, and closes replicas it no longer
+    /// gives (removing a deleted topic's logs).
     pub fn apply_image(self: &Arc<Self>, image: MetadataImage) -> anyhow::Result<()> {
-        let me = self.id();
-        let mut wanted = HashMap::new();
-        let mut moved = Vec::new();
-        for (name, index, topic_id, state) in image.replicas_of(me) {
-            let key = (name.clone(), index);
-            let partition = match self.open_partition(name, index, topic_id, &image) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(topic = %name, partition = index, error = %e, "cannot open replica");
-                    continue;
-                }
-            };
-            let before = self
-                .image()
-                .partition(name, index)
-                .map(|p| (p.leader, p.leader_epoch));
-            let changed = before != Some((state.leader, state.leader_epoch));
-            if state.leader == Some(me) {
-                if changed {
-                    tracing::info!(
-                        "partition {name}-{index} leader {me} epoch {}: this broker leads",
-                        state.leader_epoch
-                    );
-                }
-                partition.become_leader(state.leader_epoch)?;
-                let lag = self.config.replica_lag_time_max_ms;
-                let now = self.now_ms();
-                partition.lead(
-                    now,
-                    me,
-                    state.leader_epoch,
-                    &state.replicas,
-                    &state.isr,
-                    lag,
-                );
-            } else {
-                if changed {
-                    match state.leader {
-                        Some(leader) => tracing::info!(
-                            "partition {name}-{index} leader {leader} epoch {}: this broker follows",
-                            state.leader_epoch
-                        ),
-                        None => tracing::info!(
-                            "partition {name}-{index} offline in epoch {}: no leader",
-                            state.leader_epoch
-                        ),
-                    }
-                }
-                partition.stop_leading();
-            }
-            if changed {
-                moved.push(partition.clone());
-            }
-            wanted.insert(key, partition);
-        }
+        let transition = self.replicas.transition(&image, &self.image())?;
         let image = Arc::new(image);
-        let removed: Vec<Arc<Partition>> = {
-            let mut partitions = self.partitions.write().unwrap_or_else(|e| e.into_inner());
-            let old = std::mem::replace(&mut *partitions, wanted);
+        let removed = self.replicas.install(transition, || {
             self.image.send_replace(image.clone());
-            old.into_iter()
-                .filter(|(k, _)| !partitions.contains_key(k))
-                .map(|(_, p)| p)
-                .collect()
-        };
-        // Requests waiting on a partition whose leadership moved re-check
-        // it against the image just published.
-        for p in moved {
-            p.wake_all();
-        }
-        self.fetchers
-            .update(me, &image, &self.clock, |name, index| {
-                self.partition(name, index)
-            });
+        });
+        self.replicas.follow(&image);
         self.coordinator.on_image(self, &image);
-        for p in removed {
-            p.wake_all();
-            let deleted = image
-                .topics
-                .get(&p.topic)
-                .is_none_or(|t| t.id != p.topic_id);
-            // A topic deleted and created again under its name has already
-            // claimed the directory: it is the new topic's now.
-            let reused = image
-                .partition(&p.topic, p.index)
-                .is_some_and(|s| s.replicas.contains(&me));
-            if deleted && !reused {
-                let dir = partition_dir(&self.config.data_dir, &p.topic, p.index);
-                tracing::info!(dir = %dir.display(), "removing a deleted topic's log");
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove it");
-                }
-            }
-        }
+        self.replicas.remove(removed, &image);
         Ok(())
-    }
-
-    fn open_partition(
-        &self,
-        name: &str,
-        index: i32,
-        topic_id: uuid::Uuid,
-        image: &MetadataImage,
-    ) -> anyhow::Result<Arc<Partition>> {
-        if let Some(p) = self
-            .partition(name, index)
-            .filter(|p| p.topic_id == topic_id)
-        {
-            return Ok(p);
-        }
-        let configs = &image.topics[name].configs;
-        let log_config = log_config_for(&self.config.log, configs)
-            .map_err(|e| anyhow::anyhow!("topic {name}: {e}"))?;
-        let dir = partition_dir(&self.config.data_dir, name, index);
-        Ok(Arc::new(Partition::open(
-            self.fs.clone(),
-            dir,
-            name,
-            index,
-            topic_id,
-            log_config,
-        )?))
     }
 
     /// The replica, if this broker holds one.
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
-        partitions.get(&(topic.to_string(), index)).cloned()
+        self.replicas.partition(topic, index)
     }
 
     /// The partition if this broker may act as its leader now: the client's
@@ -307,8 +190,7 @@ impl Broker {
 
     /// Every replica, for maintenance.
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
-        let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
-        partitions.values().cloned().collect()
+        self.replicas.all_partitions()
     }
 }
 

@@ -1,5 +1,7 @@
-//! The replica manager: what Kafka's `ReplicaManager` does for the
-//! partitions this broker leads, behind two calls every caller shares.
+//! The replica manager: what Kafka's `ReplicaManager` does. It holds the
+//! broker's replicas and their fetchers ([`ReplicaManager`],
+//! `replicas.rs`: what a metadata image changes in them), and serves the
+//! partitions this broker leads behind two calls every caller shares:
 //!
 //! - [`append_records`] (`append.rs`): validate and append now, commit
 //!   (flush policy, then acks=all replication) in the returned future;
@@ -13,9 +15,11 @@
 
 mod append;
 mod fetch;
+mod replicas;
 
 pub use append::{append_records, AppendEntry, AppendOutcome, AppendResults};
 pub use fetch::{fetch, record_follower_positions, FetchParams, FetchResults, FetchTopic};
+pub use replicas::{ReplicaManager, Transition};
 
 #[cfg(test)]
 pub(crate) mod tests;
