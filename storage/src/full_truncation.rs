@@ -57,6 +57,7 @@ impl Log {
         self.epochs = LeaderEpochCache::default();
         self.producers = Default::default();
         self.high_watermark = offset;
+        self.checkpointed_high_watermark = None; // written anew next time
         self.flushed_offset = offset;
         let finished = remove_intent(self.fs.as_ref(), &self.dir);
         self.io(finished)?;

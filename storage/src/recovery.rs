@@ -247,13 +247,15 @@ fn finish(
         tracing::warn!(dir = %dir.display(), hw, log_end_offset = end,
             "high watermark checkpoint is above the recovered log end: records below it were lost");
     }
+    let high_watermark = saved_hw.unwrap_or(start).clamp(start, end);
     let mut log = Log {
         fs,
         dir,
         config,
         segments,
         epochs,
-        high_watermark: saved_hw.unwrap_or(start).clamp(start, end),
+        high_watermark,
+        checkpointed_high_watermark: saved_hw.filter(|&hw| hw == high_watermark),
         flushed_offset: end,
         truncations: Default::default(),
         offline: None,

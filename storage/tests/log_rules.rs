@@ -447,3 +447,37 @@ fn full_truncation_restarts_the_log_at_any_offset() {
     ));
     assert_eq!(log.log_end_offset(), 9, "a refused restart changes nothing");
 }
+
+/// The high-watermark checkpoint is written when the high watermark moved
+/// since it was last written (or read at open), and only then: an idle
+/// broker syncs nothing for it.
+#[test]
+fn an_unchanged_high_watermark_is_not_checkpointed_again() {
+    use storage::fs::FileSystem;
+    let (fs, mut log) = open_with(LogConfig::default());
+    for _ in 0..3 {
+        log.append(&small(), 1, 0).unwrap();
+    }
+    let file = PathBuf::from("/d/t-0").join("high-watermark-checkpoint");
+    log.set_high_watermark(2);
+    log.checkpoint_high_watermark().unwrap();
+    assert!(fs.exists(&file), "written");
+    // Removed behind the log's back, to see whether it is written again.
+    fs.remove_file(&file).unwrap();
+    log.checkpoint_high_watermark().unwrap();
+    assert!(!fs.exists(&file), "unchanged: not written again");
+    log.set_high_watermark(3);
+    log.checkpoint_high_watermark().unwrap();
+    assert!(fs.exists(&file), "moved: written");
+    drop(log);
+    let mut log = Log::open(
+        Arc::new(fs.clone()),
+        PathBuf::from("/d/t-0"),
+        LogConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(log.high_watermark(), 3, "read back at open");
+    fs.remove_file(&file).unwrap();
+    log.checkpoint_high_watermark().unwrap();
+    assert!(!fs.exists(&file), "as read at open: not written again");
+}
