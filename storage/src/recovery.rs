@@ -255,7 +255,10 @@ fn finish(
         segments,
         epochs,
         high_watermark,
-        checkpointed_high_watermark: saved_hw.filter(|&hw| hw == high_watermark),
+        // What recovery would read (no file: the log start), so a new
+        // log's untouched high watermark is never written.
+        checkpointed_high_watermark: Some(saved_hw.unwrap_or(start))
+            .filter(|&hw| hw == high_watermark),
         flushed_offset: end,
         truncations: Default::default(),
         offline: None,

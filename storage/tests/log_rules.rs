@@ -449,8 +449,8 @@ fn full_truncation_restarts_the_log_at_any_offset() {
 }
 
 /// The high-watermark checkpoint is written when the high watermark moved
-/// since it was last written (or read at open), and only then: an idle
-/// broker syncs nothing for it.
+/// since it was last written (or read at open; no file reads as the log
+/// start), and only then: an idle broker syncs nothing for it.
 #[test]
 fn an_unchanged_high_watermark_is_not_checkpointed_again() {
     use storage::fs::FileSystem;
@@ -459,6 +459,11 @@ fn an_unchanged_high_watermark_is_not_checkpointed_again() {
         log.append(&small(), 1, 0).unwrap();
     }
     let file = PathBuf::from("/d/t-0").join("high-watermark-checkpoint");
+    log.checkpoint_high_watermark().unwrap();
+    assert!(
+        !fs.exists(&file),
+        "a new log's high watermark is its log start"
+    );
     log.set_high_watermark(2);
     log.checkpoint_high_watermark().unwrap();
     assert!(fs.exists(&file), "written");
