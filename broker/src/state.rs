@@ -1,6 +1,6 @@
 //! The broker's shared state: the metadata image (from the controller
-//! quorum), the partition replicas it holds and their fetchers, and its
-//! controller session (and so its lease).
+//! quorum), its replica manager (the replicas it holds and their
+//! fetchers), and its controller session (and so its lease).
 
 use crate::config::BrokerConfig;
 use crate::image::MetadataImage;
