@@ -117,9 +117,7 @@ impl FetchSessions {
         }
         Ok(carried)
     }
-}
 
-impl FetchSessions {
     /// Each session's owner and the epoch its next fetch must carry.
     pub fn epochs(&self) -> Vec<(i32, i32)> {
         self.cache
